@@ -1,0 +1,311 @@
+//! The one entry model that travels from sources through the ring to every
+//! reader and sink.
+//!
+//! An entry is split in two on purpose: what is the same for every line of a
+//! source (its name and labels, an [`Origin`]) is interned once by the ring,
+//! and what differs per line (seq, time, [`Flags`], message bytes) is stored
+//! per entry. That keeps a 100-byte line at about 128 bytes of memory.
+//!
+//! [`EntryRef`] is the borrowed view readers get from a ring batch;
+//! [`Entry`] is its owned form for callers that keep entries around.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where entries come from: the source name given at registration
+/// (`onboot.001-dhcpcd.out`) plus labels that hold for all of its lines
+/// (container id, image, syslog app, ...).
+///
+/// Labels are kept sorted by key with unique keys, so two origins built from
+/// the same pairs in any order compare equal and intern to one id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Origin {
+    /// The source name. Never contains NUL; any invalid UTF-8 from the wire was
+    /// escaped as `\xNN` when the name was parsed.
+    pub source: String,
+    /// Sorted, de-duplicated `(key, value)` pairs.
+    labels: Vec<(String, String)>,
+}
+
+impl Origin {
+    /// An origin with only a source name.
+    pub fn new(source: impl Into<String>) -> Self {
+        Origin {
+            source: source.into(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Adds or replaces a label, keeping labels sorted.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_label(key, value);
+        self
+    }
+
+    /// Adds or replaces a label, keeping labels sorted.
+    pub fn set_label(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self.labels.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.labels[i].1 = value,
+            Err(i) => self.labels.insert(i, (key, value)),
+        }
+    }
+
+    /// The labels, sorted by key.
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    /// The value of one label.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.labels[i].1.as_str())
+    }
+
+    /// Builds a source name from untrusted wire bytes: valid UTF-8 is kept,
+    /// anything else (and NUL) is escaped as `\xNN`, and the result is cut at
+    /// `max_len` bytes on a character boundary.
+    pub fn source_from_bytes(raw: &[u8], max_len: usize) -> String {
+        let mut out = String::with_capacity(raw.len().min(max_len));
+        for chunk in raw.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == '\0' {
+                    out.push_str("\\x00");
+                } else {
+                    out.push(c);
+                }
+            }
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        if out.len() > max_len {
+            let mut cut = max_len;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+        }
+        out
+    }
+}
+
+/// Which output stream of a program a line came from, where known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s {
+            "stdout" => Some(Stream::Stdout),
+            "stderr" => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Syslog severities, used as the `level` of an entry where one is known.
+pub const LEVEL_NAMES: [&str; 8] = [
+    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+];
+
+/// Per-entry facts packed in one byte, as stored in the ring.
+///
+/// bit 0 `partial`, bit 1 `truncated`, bits 2-3 stream (0 none, 1 stdout,
+/// 2 stderr), bits 4-7 level (0 none, 1 + syslog severity).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(u8);
+
+impl Flags {
+    const PARTIAL: u8 = 1;
+    const TRUNCATED: u8 = 2;
+    const STREAM_SHIFT: u8 = 2;
+    const LEVEL_SHIFT: u8 = 4;
+
+    pub const fn from_bits(bits: u8) -> Flags {
+        Flags(bits)
+    }
+
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// This entry is one piece of a line longer than the line-length limit;
+    /// the pieces have consecutive seqs and the last piece has no flag.
+    pub fn partial(self) -> bool {
+        self.0 & Self::PARTIAL != 0
+    }
+
+    /// The rest of this line was dropped (`--long-lines truncate`).
+    pub fn truncated(self) -> bool {
+        self.0 & Self::TRUNCATED != 0
+    }
+
+    pub fn stream(self) -> Option<Stream> {
+        match (self.0 >> Self::STREAM_SHIFT) & 3 {
+            1 => Some(Stream::Stdout),
+            2 => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+
+    /// Syslog severity 0 (emerg) ..= 7 (debug), where known.
+    pub fn level(self) -> Option<u8> {
+        match self.0 >> Self::LEVEL_SHIFT {
+            0 => None,
+            l => Some((l - 1).min(7)),
+        }
+    }
+
+    pub fn level_name(self) -> Option<&'static str> {
+        self.level().map(|l| LEVEL_NAMES[l as usize])
+    }
+
+    pub fn with_partial(self, on: bool) -> Flags {
+        Flags(if on {
+            self.0 | Self::PARTIAL
+        } else {
+            self.0 & !Self::PARTIAL
+        })
+    }
+
+    pub fn with_truncated(self, on: bool) -> Flags {
+        Flags(if on {
+            self.0 | Self::TRUNCATED
+        } else {
+            self.0 & !Self::TRUNCATED
+        })
+    }
+
+    pub fn with_stream(self, stream: Option<Stream>) -> Flags {
+        let v = match stream {
+            None => 0,
+            Some(Stream::Stdout) => 1,
+            Some(Stream::Stderr) => 2,
+        };
+        Flags((self.0 & !(3 << Self::STREAM_SHIFT)) | (v << Self::STREAM_SHIFT))
+    }
+
+    /// Sets the syslog severity (values above 7 are clamped to 7).
+    pub fn with_level(self, level: Option<u8>) -> Flags {
+        let v = level.map_or(0, |l| l.min(7) + 1);
+        Flags((self.0 & 0x0f) | (v << Self::LEVEL_SHIFT))
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flags")
+            .field("partial", &self.partial())
+            .field("truncated", &self.truncated())
+            .field("stream", &self.stream())
+            .field("level", &self.level())
+            .finish()
+    }
+}
+
+/// One log record as a reader sees it, borrowed from a read batch.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    /// Assigned by the ring: strictly increasing, never reused.
+    pub seq: u64,
+    /// Receive time, ns since the Unix epoch; non-decreasing in seq order.
+    pub time: u64,
+    pub origin: &'a Origin,
+    pub flags: Flags,
+    /// The message, without its line terminator; not assumed to be UTF-8.
+    pub msg: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    pub fn source(&self) -> &str {
+        &self.origin.source
+    }
+
+    pub fn to_owned(&self) -> Entry {
+        Entry {
+            seq: self.seq,
+            time: self.time,
+            origin: Arc::new(self.origin.clone()),
+            flags: self.flags,
+            msg: self.msg.to_vec(),
+        }
+    }
+}
+
+/// The owned form of [`EntryRef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub time: u64,
+    pub origin: Arc<Origin>,
+    pub flags: Flags,
+    pub msg: Vec<u8>,
+}
+
+impl Entry {
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            seq: self.seq,
+            time: self.time,
+            origin: &self.origin,
+            flags: self.flags,
+            msg: &self.msg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_round_trip() {
+        let f = Flags::default()
+            .with_partial(true)
+            .with_stream(Some(Stream::Stderr))
+            .with_level(Some(3));
+        assert!(f.partial());
+        assert!(!f.truncated());
+        assert_eq!(f.stream(), Some(Stream::Stderr));
+        assert_eq!(f.level(), Some(3));
+        assert_eq!(f.level_name(), Some("error"));
+        let g = f.with_partial(false).with_truncated(true).with_level(None);
+        assert!(!g.partial() && g.truncated());
+        assert_eq!(g.stream(), Some(Stream::Stderr));
+        assert_eq!(g.level(), None);
+        assert_eq!(Flags::from_bits(f.bits()), f);
+    }
+
+    #[test]
+    fn labels_sorted_and_unique() {
+        let a = Origin::new("x").with_label("b", "2").with_label("a", "1");
+        let b = Origin::new("x")
+            .with_label("a", "0")
+            .with_label("b", "2")
+            .with_label("a", "1");
+        assert_eq!(a, b);
+        assert_eq!(a.label("a"), Some("1"));
+        assert_eq!(a.label("c"), None);
+    }
+
+    #[test]
+    fn source_names_from_untrusted_bytes() {
+        assert_eq!(Origin::source_from_bytes(b"web.out", 64), "web.out");
+        assert_eq!(Origin::source_from_bytes(b"a\xffb\0", 64), "a\\xffb\\x00");
+        assert_eq!(Origin::source_from_bytes("héllo".as_bytes(), 2), "h");
+    }
+}

@@ -1,0 +1,522 @@
+//! The ring: a fixed-capacity, multi-producer log store that readers copy
+//! from without ever blocking writers.
+//!
+//! # What a user of the ring can rely on
+//!
+//! **Capacity.** The ring holds at most `max_lines` entries and `max_bytes`
+//! of message bytes (counted in 8-byte words). Appending past either limit
+//! evicts the oldest entries; a writer never waits for a reader. Memory is
+//! the region (header + 24 bytes per line + the data bytes + the origin
+//! table), fixed at open, plus a constant.
+//!
+//! **Seqs and times.** Every entry gets a `seq`, strictly increasing and
+//! never reused, also across reopenings of a ring file. Its `time` (receive
+//! time) is non-decreasing in seq order, so time lookups binary-search.
+//!
+//! **Appending.** A writer claims a seq range and a byte range for a whole
+//! batch (the lines of one `read()`) with one 128-bit compare-and-swap, then
+//! copies with plain stores to memory no one else writes, then publishes. A
+//! batch becomes visible only once every batch claimed before it is (batches
+//! publish in claim order, so a reader never skips an entry an earlier,
+//! slower writer is still copying). Writers pay no syscall unless a follower
+//! is asleep.
+//!
+//! **Reading.** Readers copy entries out and then check, against the claim
+//! word, whether a writer may have overwritten what they copied. They never
+//! return a torn entry. What they could not get (evicted before they got
+//! there, or overwritten while they copied) comes back as a
+//! [`Read::Gap`] with the exact number of entries, so that for every reader
+//! *entries delivered + entries filtered out + gap counts = entries appended
+//! in the range it read*.
+//!
+//! **Following.** A [`Cursor`] reads forward from any seq and can wait
+//! (async or blocking, without spinning) for new entries. A cursor that was
+//! lapped reports `Gap` and continues from the oldest retained entry, the way
+//! tokio's broadcast channel reports `Lagged(n)`. Every reader position is a
+//! seq, so any reader resumes exactly where it stopped.
+//!
+//! **Crash survival.** With a ring file, a process that reopens the file
+//! (after a clean stop or `kill -9`) sees every published entry with its
+//! seq and time; entries claimed but not published by the dead process are
+//! dropped and counted ([`Recovery::torn`]); new seqs continue after the last
+//! published one.
+//!
+//! All `unsafe` of ringtail lives in this module (the mapping in
+//! `region.rs`, the 128-bit claim word in `sync.rs`).
+
+mod origins;
+mod read;
+mod region;
+mod sync;
+mod write;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
+pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
+pub use region::Geometry;
+pub use write::{Span, SpanError};
+
+use crate::entry::Origin;
+use origins::Origins;
+use region::{hdr, Opened, Region, SLOT_WORDS};
+use sync::{AtomicU64, Notifier, Ordering};
+
+/// Longest message one entry can hold: the slot's length field is 24 bits.
+pub const MAX_ENTRY_LEN_LIMIT: usize = (1 << 24) - 1;
+
+/// How a ring is sized and where it lives.
+#[derive(Clone, Debug)]
+pub struct RingConfig {
+    /// The most entries kept (`--max-lines`).
+    pub max_lines: u64,
+    /// The most message bytes kept (`--max-bytes`); each message is stored
+    /// padded to a multiple of 8 bytes.
+    pub max_bytes: u64,
+    /// The longest message of one entry; longer messages are cut and flagged
+    /// `truncated` (sources split long lines before they get here).
+    pub max_entry_len: usize,
+    /// The most distinct origins (source name + labels) with entries in the
+    /// ring at once.
+    pub max_origins: u64,
+    /// Back the ring with this file instead of anonymous memory.
+    pub file: Option<PathBuf>,
+    /// Discard a ring file's contents if its geometry differs.
+    pub reset: bool,
+}
+
+impl RingConfig {
+    /// memlogd's defaults: 5000 lines of at most 1024 bytes, with 128 bytes
+    /// of message room per line on average.
+    pub fn new(max_lines: u64) -> RingConfig {
+        RingConfig {
+            max_lines,
+            max_bytes: default_max_bytes(max_lines),
+            max_entry_len: 1024,
+            max_origins: 65536,
+            file: None,
+            reset: false,
+        }
+    }
+
+    /// The region geometry, after checking the sizes make a usable ring.
+    pub fn geometry(&self) -> Result<Geometry, RingError> {
+        if self.max_lines < 4 {
+            return Err(RingError::Config(format!(
+                "max lines is {}; a ring needs at least 4",
+                self.max_lines
+            )));
+        }
+        if self.max_lines > 1 << 32 {
+            return Err(RingError::Config(format!(
+                "max lines is {}; at most {} are supported",
+                self.max_lines,
+                1u64 << 32
+            )));
+        }
+        if self.max_entry_len == 0 || self.max_entry_len > MAX_ENTRY_LEN_LIMIT {
+            return Err(RingError::Config(format!(
+                "max line length is {}; it must be between 1 and {MAX_ENTRY_LEN_LIMIT}",
+                self.max_entry_len
+            )));
+        }
+        let min_bytes = 4 * words_for(self.max_entry_len) * 8;
+        if self.max_bytes < min_bytes {
+            return Err(RingError::Config(format!(
+                "max bytes is {}; with a max line length of {} it must be at least {min_bytes} (four of the longest lines)",
+                self.max_bytes, self.max_entry_len
+            )));
+        }
+        if self.max_origins == 0 || self.max_origins > u32::MAX as u64 {
+            return Err(RingError::Config(format!(
+                "max origins is {}; it must be between 1 and {}",
+                self.max_origins,
+                u32::MAX
+            )));
+        }
+        Ok(Geometry {
+            slots: self.max_lines,
+            data_words: self.max_bytes.div_ceil(8),
+            origin_slots: self.max_origins,
+        })
+    }
+}
+
+/// The default byte budget: 128 bytes of message per line, at least 64 KiB.
+pub fn default_max_bytes(max_lines: u64) -> u64 {
+    max_lines.saturating_mul(128).max(64 * 1024)
+}
+
+/// What went wrong opening or using a ring.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    #[error("bad ring size: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Map(String),
+    #[error("{0}")]
+    File(String),
+    #[error("{0}")]
+    Geometry(String),
+    #[error("too many sources: all {0} origin slots hold sources that are still in use or still have entries in the ring; raise --max-sources")]
+    TooManyOrigins(u64),
+}
+
+/// What opening a ring file found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The file already held a ring (otherwise it was created or reset).
+    pub reopened: bool,
+    /// Entries that the previous process claimed but never published
+    /// (torn by a crash), dropped at this opening.
+    pub torn: u64,
+    /// Entries found intact.
+    pub intact: u64,
+    /// How many times this ring has been opened, this time included.
+    pub epoch: u64,
+}
+
+/// The receive-time clock: a monotonic clock anchored to the wall clock at
+/// open, so that times never go backwards within a run even if the wall
+/// clock is stepped, and never before the newest time already in the file.
+struct Clock {
+    anchor: Instant,
+    base_ns: u64,
+}
+
+impl Clock {
+    fn new(not_before: u64) -> Clock {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Clock {
+            anchor: Instant::now(),
+            base_ns: wall.max(not_before),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.base_ns + self.anchor.elapsed().as_nanos() as u64
+    }
+}
+
+/// The ring. Share it by reference or `Arc`; every method takes `&self`.
+pub struct Ring {
+    region: Region,
+    geometry: Geometry,
+    origins: Origins,
+    notifier: Notifier,
+    clock: Clock,
+    max_entry_len: usize,
+    /// The most entries one claim may take: a quarter of the slots, so a
+    /// claim never laps the entries of writers still copying.
+    max_batch_entries: u64,
+    /// The most data words one claim may take (a quarter of the data).
+    max_batch_words: u64,
+    recovery: Recovery,
+}
+
+/// Ring-wide counters, cheap to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    pub geometry_lines: u64,
+    pub geometry_bytes: u64,
+    /// Seq of the oldest retained entry.
+    pub oldest_seq: u64,
+    /// Seq the next published entry will have.
+    pub next_seq: u64,
+    /// Entries retained now.
+    pub retained: u64,
+    /// Message bytes retained now (padded to 8 bytes each).
+    pub retained_bytes: u64,
+    /// Entries appended over the ring's life (all openings of a file).
+    pub appended_total: u64,
+    /// Entries evicted (or lost to a crash) over the ring's life.
+    pub evicted_total: u64,
+    /// Distinct origins interned now.
+    pub origins: u64,
+}
+
+impl Ring {
+    /// Opens a ring in anonymous memory, or in `config.file`.
+    pub fn open(config: &RingConfig) -> Result<Ring, RingError> {
+        let geometry = config.geometry()?;
+        #[cfg(not(ringtail_loom))]
+        let (region, opened) = match &config.file {
+            Some(path) => Region::file(path, &geometry, config.reset)?,
+            None => (Region::anonymous(&geometry)?, Opened::Fresh),
+        };
+        #[cfg(ringtail_loom)]
+        let (region, opened) = (Region::anonymous(&geometry)?, Opened::Fresh);
+        debug_assert_eq!(region.len_words(), geometry.total_words());
+        let mut recovery = match opened {
+            Opened::Fresh => init_header(&region, &geometry),
+            Opened::Existing => recover(&region, &geometry),
+        };
+        let h = |i| region.word(i).load(Ordering::Acquire);
+        recovery.epoch = h(hdr::EPOCH) + 1;
+        region.word(hdr::EPOCH).store(recovery.epoch, Ordering::Release);
+        let origins = Origins::load(&region, &geometry);
+        let mut ring = Ring {
+            clock: Clock::new(0),
+            region,
+            geometry,
+            origins,
+            notifier: Notifier::default(),
+            max_entry_len: config.max_entry_len,
+            max_batch_entries: (geometry.slots / 4).max(1),
+            max_batch_words: (geometry.data_words / 4).max(words_for(config.max_entry_len)),
+            recovery,
+        };
+        if opened == Opened::Existing {
+            ring.rebuild_after_reopen();
+        }
+        Ok(ring)
+    }
+
+    /// After a reopen: restart the clock at or after the newest stored time,
+    /// and give every origin the last seq that refers to it.
+    fn rebuild_after_reopen(&mut self) {
+        let published = self.published_seq();
+        let oldest = self.oldest_seq();
+        let mut newest_time = 0;
+        for seq in oldest..published {
+            let (time, _, meta) = self.slot(seq);
+            newest_time = newest_time.max(time);
+            self.origins.note_seq(meta_origin(meta), seq);
+        }
+        self.clock = Clock::new(newest_time);
+        self.recovery.intact = published - oldest;
+    }
+
+    /// What opening found (all zero for anonymous memory).
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    pub fn max_entry_len(&self) -> usize {
+        self.max_entry_len
+    }
+
+    /// Registers an origin and returns the handle to append with. Returns
+    /// an error when the origin table is full of origins still in use.
+    pub fn origin(&self, origin: Origin) -> Result<OriginHandle, RingError> {
+        self.origins
+            .intern(&self.region, &self.geometry, origin, || self.oldest_seq())
+            .ok_or(RingError::TooManyOrigins(self.geometry.origin_slots))
+    }
+
+    /// Every origin interned now, by id.
+    pub fn origins(&self) -> Vec<(OriginId, std::sync::Arc<Origin>)> {
+        self.origins.all()
+    }
+
+    /// Every seq below this is published. The next entry gets this seq.
+    pub fn published_seq(&self) -> u64 {
+        self.region.word(hdr::PUBLISHED_SEQ).load(Ordering::Acquire)
+    }
+
+    /// The seq of the oldest retained entry (equal to
+    /// [`published_seq`](Self::published_seq) when the ring is empty). An
+    /// estimate under concurrent appends: readers check what they copy.
+    pub fn oldest_seq(&self) -> u64 {
+        self.oldest_for(self.region.claim().load(), self.published_seq())
+    }
+
+    /// The oldest seq that is valid given a claim word value, found by
+    /// binary search over the data positions of the candidate slots.
+    fn oldest_for(&self, (claim_seq, claim_pos): (u64, u64), published: u64) -> u64 {
+        let floor = self.floor_seq();
+        let mut lo = floor.max(claim_seq.saturating_sub(self.geometry.slots));
+        let mut hi = published.max(lo);
+        let min_pos = claim_pos.saturating_sub(self.geometry.data_words);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (_, pos, _) = self.slot(mid);
+            if pos >= min_pos {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
+    fn floor_seq(&self) -> u64 {
+        self.region.word(hdr::FLOOR_SEQ).load(Ordering::Acquire)
+    }
+
+    /// The first retained seq whose time is at or after `time_ns`
+    /// (`published_seq` when there is none).
+    pub fn seek_time(&self, time_ns: u64) -> u64 {
+        let mut lo = self.oldest_seq();
+        let mut hi = self.published_seq().max(lo);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.slot(mid).0 >= time_ns {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
+    /// Ring-wide counters.
+    pub fn stats(&self) -> RingStats {
+        let published = self.published_seq();
+        let oldest = self.oldest_seq().min(published);
+        let pub_pos = self.region.word(hdr::PUBLISHED_POS).load(Ordering::Acquire);
+        let retained_bytes = if oldest < published {
+            pub_pos.saturating_sub(self.slot(oldest).1) * 8
+        } else {
+            0
+        };
+        RingStats {
+            geometry_lines: self.geometry.slots,
+            geometry_bytes: self.geometry.data_words * 8,
+            oldest_seq: oldest,
+            next_seq: published,
+            retained: published - oldest,
+            retained_bytes: retained_bytes.min(self.geometry.data_words * 8),
+            appended_total: published - 1,
+            evicted_total: oldest - 1,
+            origins: self.origins.len() as u64,
+        }
+    }
+
+    /// Asks the kernel to write a file-backed ring to disk now (it does so
+    /// on its own too; a crash of the process loses nothing either way).
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.region.flush()
+    }
+
+    /// The three words of the slot of `seq`: time, data position, meta.
+    /// The slot may hold a newer entry (`seq + k * slots`) by the time it is
+    /// read; callers validate.
+    fn slot(&self, seq: u64) -> (u64, u64, u64) {
+        let at = self.slot_at(seq);
+        let w = self.region.words();
+        (
+            w[at].load(Ordering::Relaxed),
+            w[at + 1].load(Ordering::Relaxed),
+            w[at + 2].load(Ordering::Relaxed),
+        )
+    }
+
+    fn slot_at(&self, seq: u64) -> usize {
+        self.geometry.slots_at() + (seq % self.geometry.slots) as usize * SLOT_WORDS
+    }
+
+    fn data_index(&self, pos: u64) -> usize {
+        (pos % self.geometry.data_words) as usize
+    }
+}
+
+/// Writes a fresh header: seqs start at 1.
+fn init_header(region: &Region, g: &Geometry) -> Recovery {
+    let set = |i, v| region.word(i).store(v, Ordering::Relaxed);
+    set(hdr::VERSION, region::VERSION);
+    set(hdr::SLOTS, g.slots);
+    set(hdr::DATA_WORDS, g.data_words);
+    set(hdr::ORIGIN_SLOTS, g.origin_slots);
+    set(hdr::EPOCH, 0);
+    set(hdr::NEXT_ORIGIN_ID, 1);
+    set(hdr::PUBLISHED_SEQ, 1);
+    set(hdr::PUBLISHED_POS, 0);
+    set(hdr::FLOOR_SEQ, 1);
+    set(hdr::TORN_TOTAL, 0);
+    region.claim().store((1, 0));
+    // The magic goes last: a file with it has a complete header.
+    region.word(hdr::MAGIC).store(region::MAGIC, Ordering::Release);
+    Recovery::default()
+}
+
+/// Recovers a ring file written by a process that may have died anywhere.
+///
+/// Published entries are intact. Claimed-but-unpublished ones are torn; their
+/// writers may also have overwritten older entries' data, so the floor is
+/// raised to the oldest entry valid under the claim the dead process reached,
+/// and the claim is rolled back to the published frontier.
+fn recover(region: &Region, g: &Geometry) -> Recovery {
+    let published_seq = region.word(hdr::PUBLISHED_SEQ).load(Ordering::Acquire);
+    let published_pos = region.word(hdr::PUBLISHED_POS).load(Ordering::Acquire);
+    let (claim_seq, claim_pos) = region.claim().load();
+    let torn = claim_seq.saturating_sub(published_seq);
+    // Find the oldest entry not overwritten by the claim (same search as
+    // `Ring::oldest_for`, which needs a `Ring`).
+    let floor = region.word(hdr::FLOOR_SEQ).load(Ordering::Acquire);
+    let mut lo = floor.max(claim_seq.saturating_sub(g.slots));
+    let mut hi = published_seq.max(lo);
+    let min_pos = claim_pos.saturating_sub(g.data_words);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = g.slots_at() + (mid % g.slots) as usize * SLOT_WORDS + 1;
+        if region.word(at).load(Ordering::Relaxed) >= min_pos {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    region.word(hdr::FLOOR_SEQ).store(lo.max(floor), Ordering::Release);
+    let torn_total = region.word(hdr::TORN_TOTAL).load(Ordering::Relaxed) + torn;
+    region.word(hdr::TORN_TOTAL).store(torn_total, Ordering::Relaxed);
+    region.claim().store((published_seq, published_pos));
+    Recovery {
+        reopened: true,
+        torn,
+        intact: 0,
+        epoch: 0,
+    }
+}
+
+/// Words needed for `len` bytes.
+pub(crate) fn words_for(len: usize) -> u64 {
+    len.div_ceil(8) as u64
+}
+
+/// Slot meta word: bits 0-23 message length, 24-31 flags, 32-63 origin id.
+pub(crate) fn meta(len: usize, flags: u8, origin: OriginId) -> u64 {
+    len as u64 | (flags as u64) << 24 | (origin as u64) << 32
+}
+
+pub(crate) fn meta_len(meta: u64) -> usize {
+    (meta & 0xff_ffff) as usize
+}
+
+pub(crate) fn meta_flags(meta: u64) -> u8 {
+    (meta >> 24) as u8
+}
+
+pub(crate) fn meta_origin(meta: u64) -> OriginId {
+    (meta >> 32) as u32
+}
+
+/// Stores `bytes` into consecutive words from `at` (no wrap), little-endian,
+/// the last word zero-padded.
+pub(crate) fn copy_words_in(words: &[AtomicU64], at: usize, bytes: &[u8]) {
+    let (chunks, tail) = bytes.as_chunks::<8>();
+    for (i, c) in chunks.iter().enumerate() {
+        words[at + i].store(u64::from_le_bytes(*c), Ordering::Relaxed);
+    }
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        words[at + chunks.len()].store(u64::from_le_bytes(last), Ordering::Relaxed);
+    }
+}
+
+/// Appends `len` bytes read from consecutive words from `at` (no wrap).
+pub(crate) fn copy_words_out(words: &[AtomicU64], at: usize, len: usize, out: &mut Vec<u8>) {
+    let n = len.div_ceil(8);
+    let start = out.len();
+    for w in &words[at..at + n] {
+        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    out.truncate(start + len);
+}

@@ -1,0 +1,593 @@
+//! Reading: snapshots, forward and backward cursors, and follow.
+//!
+//! Readers never lock and never make a writer wait. A read copies a run of
+//! entries into a [`ReadBatch`] with relaxed atomic loads, then (after an
+//! acquire fence) loads the claim word once: every entry whose slot or data
+//! a writer may have claimed since is dropped from the batch and reported as
+//! a [`Read::Gap`] with its exact count. Because a claim always precedes the
+//! stores it allows, an entry that passes this check was not touched while
+//! it was copied: no torn entry is ever returned.
+//!
+//! Filters run in two steps: a [`Select`] first decides by origin (cached
+//! per origin id, so a source filter costs one comparison per entry and no
+//! copy of the message), then by the whole entry once it is known intact.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::region::hdr;
+use super::sync::{fence, Ordering};
+use super::{meta_flags, meta_len, meta_origin, OriginId, Ring};
+use crate::entry::{EntryRef, Flags, Origin};
+
+/// Decides which entries a reader wants.
+pub trait Select {
+    /// Decided once per origin and cached: `false` skips every entry of the
+    /// origin without copying its message.
+    fn origin(&self, _origin: &Origin) -> bool {
+        true
+    }
+
+    /// Decided per entry, after the origin passed.
+    fn entry(&self, _entry: &EntryRef<'_>) -> bool {
+        true
+    }
+}
+
+/// Selects every entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct All;
+
+impl Select for All {}
+
+impl<S: Select + ?Sized> Select for &S {
+    fn origin(&self, origin: &Origin) -> bool {
+        (**self).origin(origin)
+    }
+    fn entry(&self, entry: &EntryRef<'_>) -> bool {
+        (**self).entry(entry)
+    }
+}
+
+impl<S: Select + ?Sized> Select for Arc<S> {
+    fn origin(&self, origin: &Origin) -> bool {
+        (**self).origin(origin)
+    }
+    fn entry(&self, entry: &EntryRef<'_>) -> bool {
+        (**self).entry(entry)
+    }
+}
+
+/// One thing a reader gets: an entry, or the news that it missed some.
+#[derive(Clone, Copy, Debug)]
+pub enum Read<'a> {
+    Entry(EntryRef<'a>),
+    /// `missed` entries from `first_seq` on were evicted (or overwritten
+    /// while being copied) before this reader got them.
+    Gap { first_seq: u64, missed: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    Entry {
+        seq: u64,
+        time: u64,
+        flags: u8,
+        /// Index into the batch's `origins`.
+        origin: u32,
+        start: u32,
+        len: u32,
+    },
+    Gap {
+        first_seq: u64,
+        missed: u64,
+    },
+}
+
+/// Where a read leaves its entries; reuse one across reads to avoid
+/// allocating.
+#[derive(Default)]
+pub struct ReadBatch {
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+    origins: Vec<Arc<Origin>>,
+    filtered: u64,
+    /// Bumped on every clear, so cursors know which batch their cached
+    /// origin indexes refer to.
+    generation: u64,
+}
+
+impl ReadBatch {
+    pub fn new() -> ReadBatch {
+        ReadBatch::default()
+    }
+
+    /// Entries and gaps in the order read.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Read<'_>> + '_ {
+        self.items.iter().map(move |item| self.view(item))
+    }
+
+    fn view(&self, item: &Item) -> Read<'_> {
+        match *item {
+            Item::Entry {
+                seq,
+                time,
+                flags,
+                origin,
+                start,
+                len,
+            } => Read::Entry(EntryRef {
+                seq,
+                time,
+                origin: &self.origins[origin as usize],
+                flags: Flags::from_bits(flags),
+                msg: &self.bytes[start as usize..(start + len) as usize],
+            }),
+            Item::Gap { first_seq, missed } => Read::Gap { first_seq, missed },
+        }
+    }
+
+    /// Number of entries and gaps.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Entries the filter turned down in the last read.
+    pub fn filtered(&self) -> u64 {
+        self.filtered
+    }
+
+    /// Entries missed, summed over the gaps in this batch.
+    pub fn missed(&self) -> u64 {
+        self.items
+            .iter()
+            .map(|i| match i {
+                Item::Gap { missed, .. } => *missed,
+                Item::Entry { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// Message bytes held.
+    pub fn bytes_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+        self.origins.clear();
+        self.filtered = 0;
+        self.generation += 1;
+    }
+
+    fn push_gap(&mut self, at: usize, first_seq: u64, missed: u64) {
+        if missed > 0 {
+            self.items.insert(at, Item::Gap { first_seq, missed });
+        }
+    }
+}
+
+/// What a read found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// The read advanced the position (the batch may still be empty when
+    /// the filter turned everything down); read again.
+    More,
+    /// The reader is at the newest published entry.
+    CaughtUp,
+    /// The reader reached the end of its snapshot.
+    End,
+}
+
+struct CachedOrigin {
+    origin: Arc<Origin>,
+    selected: bool,
+    /// Index in the batch of generation `batch_generation`.
+    batch_index: u32,
+    batch_generation: u64,
+}
+
+/// The copy-and-validate machinery shared by forward and backward readers.
+struct Copier<S> {
+    select: S,
+    cache: HashMap<OriginId, CachedOrigin>,
+    /// `(seq, data position, item index or a marker)` per examined entry.
+    examined: Vec<(u64, u64, u32)>,
+}
+
+/// Marks an examined entry that the origin filter skipped.
+const SKIPPED: u32 = u32::MAX;
+/// Marks an examined entry whose origin id did not resolve: only possible
+/// for an entry that is being evicted, so validation will drop it.
+const UNRESOLVED: u32 = u32::MAX - 1;
+
+impl<S: Select> Copier<S> {
+    fn new(select: S) -> Copier<S> {
+        Copier {
+            select,
+            cache: HashMap::new(),
+            examined: Vec::new(),
+        }
+    }
+
+    /// The batch index of origin `id`, if resolvable and selected.
+    fn origin_index(&mut self, ring: &Ring, id: OriginId, batch: &mut ReadBatch) -> u32 {
+        let cached = match self.cache.get_mut(&id) {
+            Some(c) => c,
+            None => {
+                let Some(origin) = ring.origins.resolve(id) else {
+                    return UNRESOLVED;
+                };
+                let selected = self.select.origin(&origin);
+                self.cache.entry(id).or_insert(CachedOrigin {
+                    origin,
+                    selected,
+                    batch_index: 0,
+                    batch_generation: u64::MAX,
+                })
+            }
+        };
+        if !cached.selected {
+            return SKIPPED;
+        }
+        if cached.batch_generation != batch.generation {
+            cached.batch_index = batch.origins.len() as u32;
+            cached.batch_generation = batch.generation;
+            batch.origins.push(cached.origin.clone());
+        }
+        cached.batch_index
+    }
+
+    /// Copies seqs `from..to` into `batch`, validates them, and applies the
+    /// entry filter. Returns the first valid seq (`to` if none was): every
+    /// seq below it in the range was reported as a gap.
+    fn copy(&mut self, ring: &Ring, from: u64, to: u64, batch: &mut ReadBatch) -> u64 {
+        let words = ring.region.words();
+        let data_at = ring.geometry.data_at();
+        let data_words = ring.geometry.data_words as usize;
+        let item_base = batch.items.len();
+        self.examined.clear();
+        let mut last_origin = (u32::MAX, UNRESOLVED);
+        for seq in from..to {
+            let (time, pos, meta) = ring.slot(seq);
+            let id = meta_origin(meta);
+            let index = if id == last_origin.0 && last_origin.1 != UNRESOLVED {
+                last_origin.1
+            } else {
+                let index = self.origin_index(ring, id, batch);
+                last_origin = (id, index);
+                index
+            };
+            if index >= UNRESOLVED {
+                self.examined.push((seq, pos, index));
+                continue;
+            }
+            // A slot overwritten under us can hold any length; clamp it so
+            // the copy stays in bounds (the entry fails validation anyway).
+            let len = meta_len(meta).min(ring.max_entry_len);
+            let start = batch.bytes.len();
+            let at = ring.data_index(pos);
+            let room = (data_words - at) * 8;
+            if len <= room {
+                super::copy_words_out(words, data_at + at, len, &mut batch.bytes);
+            } else {
+                super::copy_words_out(words, data_at + at, room, &mut batch.bytes);
+                super::copy_words_out(words, data_at, len - room, &mut batch.bytes);
+            }
+            self.examined.push((seq, pos, batch.items.len() as u32));
+            batch.items.push(Item::Entry {
+                seq,
+                time,
+                flags: meta_flags(meta),
+                origin: index,
+                start: start as u32,
+                len: len as u32,
+            });
+        }
+        // Pairs with the release fence writers issue between claiming and
+        // storing: if we saw any store of a writer, we see its claim below.
+        fence(Ordering::Acquire);
+        let (claim_seq, claim_pos) = ring.region.claim().load();
+        let valid_seq = ring.floor_seq().max(claim_seq.saturating_sub(ring.geometry.slots));
+        let valid_pos = claim_pos.saturating_sub(ring.geometry.data_words);
+        // Seqs and data positions both grow, so the invalid ones are a prefix.
+        let invalid = self
+            .examined
+            .iter()
+            .position(|&(seq, pos, _)| seq >= valid_seq && pos >= valid_pos)
+            .unwrap_or(self.examined.len());
+        let invalid_items = self.examined[..invalid]
+            .iter()
+            .filter(|e| e.2 < UNRESOLVED)
+            .count();
+        batch.items.drain(item_base..item_base + invalid_items);
+        let mut missed = invalid as u64;
+        // Defensive: a valid entry whose origin did not resolve counts as missed.
+        let unresolved_valid = self.examined[invalid..]
+            .iter()
+            .filter(|e| e.2 == UNRESOLVED)
+            .count() as u64;
+        missed += unresolved_valid;
+        batch.filtered += self.examined[invalid..].iter().filter(|e| e.2 == SKIPPED).count() as u64;
+        self.filter_entries(batch, item_base);
+        batch.push_gap(item_base, from, missed);
+        if invalid == self.examined.len() {
+            to
+        } else {
+            self.examined[invalid].0
+        }
+    }
+
+    /// Drops entries from `item_base` on that the entry filter turns down.
+    fn filter_entries(&self, batch: &mut ReadBatch, item_base: usize) {
+        let mut keep = item_base;
+        for i in item_base..batch.items.len() {
+            let item = batch.items[i];
+            let wanted = match batch.view(&item) {
+                Read::Entry(e) => self.select.entry(&e),
+                Read::Gap { .. } => true,
+            };
+            if wanted {
+                batch.items[keep] = item;
+                keep += 1;
+            } else {
+                batch.filtered += 1;
+            }
+        }
+        batch.items.truncate(keep);
+    }
+}
+
+/// A consistent view: the entries from the oldest retained one to the newest
+/// published one at the moment it was taken.
+#[derive(Clone, Copy)]
+pub struct Snapshot<'r> {
+    ring: &'r Ring,
+    first: u64,
+    end: u64,
+}
+
+impl Ring {
+    /// Takes a snapshot of what the ring holds now.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let end = self.published_seq();
+        Snapshot {
+            ring: self,
+            first: self.oldest_seq().min(end),
+            end,
+        }
+    }
+
+    /// A cursor that reads forward from `seq` without end (follow).
+    pub fn cursor<S: Select>(&self, seq: u64, select: S) -> Cursor<'_, S> {
+        Cursor {
+            ring: self,
+            next: seq,
+            end: u64::MAX,
+            copier: Copier::new(select),
+        }
+    }
+
+    /// A cursor that will read only entries published from now on.
+    pub fn follow<S: Select>(&self, select: S) -> Cursor<'_, S> {
+        self.cursor(self.published_seq(), select)
+    }
+}
+
+impl<'r> Snapshot<'r> {
+    /// Seq of the first entry in the view.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Seq just past the last entry in the view.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Entries in the view (some may be evicted before they are read).
+    pub fn len(&self) -> u64 {
+        self.end - self.first
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.first
+    }
+
+    /// Reads the view oldest first.
+    pub fn cursor<S: Select>(&self, select: S) -> Cursor<'r, S> {
+        self.cursor_from(self.first, select)
+    }
+
+    /// Reads the view oldest first, from `seq` on (clamped to the view).
+    pub fn cursor_from<S: Select>(&self, seq: u64, select: S) -> Cursor<'r, S> {
+        Cursor {
+            ring: self.ring,
+            next: seq.clamp(self.first, self.end),
+            end: self.end,
+            copier: Copier::new(select),
+        }
+    }
+
+    /// The first seq in the view with a time at or after `time_ns`.
+    pub fn seek_time(&self, time_ns: u64) -> u64 {
+        self.ring.seek_time(time_ns).clamp(self.first, self.end)
+    }
+
+    /// Reads the view newest first.
+    pub fn rev<S: Select>(&self, select: S) -> RevCursor<'r, S> {
+        self.rev_before(self.end, select)
+    }
+
+    /// Reads the view newest first, starting just below `seq`.
+    pub fn rev_before<S: Select>(&self, seq: u64, select: S) -> RevCursor<'r, S> {
+        RevCursor {
+            ring: self.ring,
+            first: self.first,
+            next_end: seq.clamp(self.first, self.end),
+            copier: Copier::new(select),
+        }
+    }
+}
+
+/// Reads forward, oldest first, from a seq; waits for new entries when
+/// following.
+pub struct Cursor<'r, S: Select = All> {
+    ring: &'r Ring,
+    /// The seq the next read starts at.
+    next: u64,
+    /// Seq to stop at (`u64::MAX` when following).
+    end: u64,
+    copier: Copier<S>,
+}
+
+impl<'r, S: Select> Cursor<'r, S> {
+    /// The seq the next read starts at: a reader that stops here and
+    /// resumes here misses and repeats nothing.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    pub fn ring(&self) -> &'r Ring {
+        self.ring
+    }
+
+    /// Clears `batch` and reads up to `max` entries into it (fewer when the
+    /// filter turns some down); a lapped cursor first gets a gap and moves
+    /// to the oldest retained entry.
+    pub fn read(&mut self, batch: &mut ReadBatch, max: usize) -> ReadStatus {
+        batch.clear();
+        let ring = self.ring;
+        let limit = ring.published_seq().min(self.end);
+        if self.next >= limit {
+            return if self.end == u64::MAX {
+                ReadStatus::CaughtUp
+            } else {
+                ReadStatus::End
+            };
+        }
+        if !self.plausibly_retained(self.next) {
+            let oldest = ring.oldest_seq().min(limit);
+            if oldest > self.next {
+                batch.push_gap(0, self.next, oldest - self.next);
+                self.next = oldest;
+            }
+        }
+        let to = limit.min(self.next.saturating_add(max.max(1) as u64));
+        if self.next < to {
+            self.copier.copy(ring, self.next, to, batch);
+            self.next = to;
+        }
+        ReadStatus::More
+    }
+
+    /// A cheap check that `seq` was not evicted (not a guarantee: the copy
+    /// validates).
+    fn plausibly_retained(&self, seq: u64) -> bool {
+        let ring = self.ring;
+        let (claim_seq, claim_pos) = ring.region.claim().load();
+        seq >= ring.region.word(hdr::FLOOR_SEQ).load(Ordering::Acquire)
+            && seq + ring.geometry.slots >= claim_seq
+            && ring.slot(seq).1 + ring.geometry.data_words >= claim_pos
+    }
+
+    /// Whether an entry past the position is published.
+    pub fn has_new(&self) -> bool {
+        self.ring.published_seq() > self.next
+    }
+
+    /// Waits until an entry past the position is published.
+    #[cfg(not(ringtail_loom))]
+    pub async fn wait(&self) {
+        loop {
+            if self.has_new() {
+                return;
+            }
+            let listener = self.ring.notifier.listen();
+            if self.has_new() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Blocks the thread until an entry past the position is published or
+    /// `timeout` passes; returns whether one is.
+    #[cfg(not(ringtail_loom))]
+    pub fn wait_blocking(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.has_new() {
+                return true;
+            }
+            let listener = self.ring.notifier.listen();
+            if self.has_new() {
+                return true;
+            }
+            if event_listener::Listener::wait_deadline(listener, deadline).is_none() {
+                return self.has_new();
+            }
+        }
+    }
+
+    #[cfg(ringtail_loom)]
+    pub fn wait_blocking(&self, _timeout: std::time::Duration) -> bool {
+        loom::thread::yield_now();
+        self.has_new()
+    }
+}
+
+/// Reads a snapshot backwards, newest first.
+pub struct RevCursor<'r, S: Select = All> {
+    ring: &'r Ring,
+    first: u64,
+    /// The next read returns entries just below this seq.
+    next_end: u64,
+    copier: Copier<S>,
+}
+
+impl<S: Select> RevCursor<'_, S> {
+    /// The seq just past the next entry to be read: resuming a backward
+    /// read below this repeats nothing.
+    pub fn position(&self) -> u64 {
+        self.next_end
+    }
+
+    /// Clears `batch` and reads up to `max` entries below the position,
+    /// newest first. When the older end has been evicted, the batch ends
+    /// with a gap counting everything down to the snapshot's start, and the
+    /// reader is done.
+    pub fn read(&mut self, batch: &mut ReadBatch, max: usize) -> ReadStatus {
+        batch.clear();
+        if self.next_end <= self.first {
+            return ReadStatus::End;
+        }
+        let from = self
+            .next_end
+            .saturating_sub(max.max(1) as u64)
+            .max(self.first);
+        let first_valid = self.copier.copy(self.ring, from, self.next_end, batch);
+        if first_valid > from {
+            // Everything from the snapshot's start up to the first valid
+            // entry is gone: report it once, oldest end last.
+            if let Some(Item::Gap { .. }) = batch.items.first() {
+                batch.items.remove(0);
+            }
+            batch.items.reverse();
+            batch.items.push(Item::Gap {
+                first_seq: self.first,
+                missed: first_valid - self.first,
+            });
+            self.next_end = self.first;
+        } else {
+            batch.items.reverse();
+            self.next_end = from;
+        }
+        ReadStatus::More
+    }
+}

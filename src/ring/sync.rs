@@ -1,0 +1,145 @@
+//! The ring's synchronisation primitives, imported through one place so the
+//! same protocol code runs on real atomics and under the loom model checker
+//! (`RUSTFLAGS="--cfg ringtail_loom"`), the way tokio shims its own.
+//!
+//! Under loom the 128-bit claim word is a loom mutex around two `u64`s: loom
+//! has no 128-bit atomic, and what the model checks is the protocol around
+//! the claim (lap checks, publication order, reader validation), which a
+//! mutex-backed compare-and-swap preserves.
+
+#[cfg(not(ringtail_loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+#[cfg(ringtail_loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU64, Ordering};
+
+/// Gives the CPU (or, under loom, the model) to another thread while waiting
+/// for a predecessor writer.
+#[cfg(not(ringtail_loom))]
+pub(crate) fn spin_wait(step: &mut u32) {
+    if *step < 6 {
+        for _ in 0..(1u32 << *step) {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+    *step = step.saturating_add(1);
+}
+
+#[cfg(ringtail_loom)]
+pub(crate) fn spin_wait(_step: &mut u32) {
+    loom::thread::yield_now();
+}
+
+/// The claim word: `(next seq, next data word position)`, changed only by a
+/// compare-and-swap of both halves at once so that a batch gets a seq range
+/// and a byte range in the same order as every other batch.
+#[cfg(not(ringtail_loom))]
+pub(crate) struct ClaimWord<'a> {
+    /// Header words 8 and 9 of the ring's region.
+    word: &'a portable_atomic::AtomicU128,
+}
+
+#[cfg(not(ringtail_loom))]
+impl ClaimWord<'_> {
+    /// # Safety
+    /// `ptr` must be 16-byte aligned, valid for reads and writes for as long
+    /// as the returned value lives, and only ever accessed atomically.
+    pub(crate) unsafe fn from_ptr<'a>(ptr: *mut u64) -> ClaimWord<'a> {
+        // SAFETY: the caller guarantees alignment, validity for the lifetime
+        // of the value, and atomic-only access; `AtomicU128` has the size and
+        // alignment of `u128`, which is what the two words form.
+        let word = unsafe { portable_atomic::AtomicU128::from_ptr(ptr.cast::<u128>()) };
+        ClaimWord { word }
+    }
+
+    pub(crate) fn load(&self) -> (u64, u64) {
+        split(self.word.load(Ordering::Acquire))
+    }
+
+    /// Replaces `current` by `new`; on failure returns what was there.
+    pub(crate) fn compare_exchange(&self, current: (u64, u64), new: (u64, u64)) -> Result<(), (u64, u64)> {
+        self.word
+            .compare_exchange_weak(join(current), join(new), Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(split)
+    }
+
+    /// Stores a value outside any concurrent use (open and recovery).
+    pub(crate) fn store(&self, value: (u64, u64)) {
+        self.word.store(join(value), Ordering::Release)
+    }
+}
+
+#[cfg(not(ringtail_loom))]
+fn split(v: u128) -> (u64, u64) {
+    ((v >> 64) as u64, v as u64)
+}
+
+#[cfg(not(ringtail_loom))]
+fn join((seq, pos): (u64, u64)) -> u128 {
+    ((seq as u128) << 64) | pos as u128
+}
+
+#[cfg(ringtail_loom)]
+pub(crate) struct ClaimWord {
+    word: loom::sync::Mutex<(u64, u64)>,
+}
+
+#[cfg(ringtail_loom)]
+impl ClaimWord {
+    pub(crate) fn new() -> ClaimWord {
+        ClaimWord {
+            word: loom::sync::Mutex::new((1, 0)),
+        }
+    }
+
+    pub(crate) fn load(&self) -> (u64, u64) {
+        *self.word.lock().unwrap()
+    }
+
+    pub(crate) fn compare_exchange(&self, current: (u64, u64), new: (u64, u64)) -> Result<(), (u64, u64)> {
+        let mut w = self.word.lock().unwrap();
+        if *w == current {
+            *w = new;
+            Ok(())
+        } else {
+            Err(*w)
+        }
+    }
+
+    pub(crate) fn store(&self, value: (u64, u64)) {
+        *self.word.lock().unwrap() = value;
+    }
+}
+
+/// Wakes followers. Writers call [`Notifier::notify`] after every
+/// publication; with no follower waiting that is one atomic load and no
+/// syscall (event-listener's fast path).
+#[cfg(not(ringtail_loom))]
+#[derive(Default)]
+pub(crate) struct Notifier {
+    event: event_listener::Event,
+}
+
+#[cfg(not(ringtail_loom))]
+impl Notifier {
+    pub(crate) fn notify(&self) {
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn listen(&self) -> event_listener::EventListener {
+        self.event.listen()
+    }
+}
+
+/// Under loom followers poll with `yield_now`, so nothing needs waking.
+#[cfg(ringtail_loom)]
+#[derive(Default)]
+pub(crate) struct Notifier;
+
+#[cfg(ringtail_loom)]
+impl Notifier {
+    pub(crate) fn notify(&self) {}
+}

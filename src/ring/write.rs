@@ -1,0 +1,198 @@
+//! Appending: claim, copy, publish.
+//!
+//! 1. **Claim** a seq range and a data range for the whole batch with one
+//!    compare-and-swap of the 128-bit claim word. The clock is read inside
+//!    the CAS loop, after the load that saw the previous claim, so times are
+//!    non-decreasing in seq order without any other coordination.
+//! 2. **Lap check.** The claimed slots and words were last used by entries
+//!    one lap earlier; if any of those is still being copied by a writer
+//!    that has not published yet, wait for it. With batches capped at a
+//!    quarter of the ring this only happens when a writer stalls for a whole
+//!    lap.
+//! 3. **Copy** messages and slot words with relaxed stores, after a release
+//!    fence that orders them after the claim (readers validate against the
+//!    claim after copying: the seqlock pattern).
+//! 4. **Publish** in claim order: wait until every earlier batch is
+//!    published, then move the published frontier past this batch and wake
+//!    followers (no syscall when none sleeps).
+
+use std::ops::Range;
+use std::sync::atomic::Ordering as StdOrdering;
+
+use super::region::hdr;
+use super::sync::{fence, spin_wait, Ordering};
+use super::{meta, words_for, OriginHandle, Ring};
+use crate::entry::Flags;
+
+/// One message of a batch: where it is in the caller's buffer, and its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+    pub flags: Flags,
+}
+
+/// A span that does not lie inside the buffer it was given with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("span {start}+{len} is outside the {buf_len}-byte buffer")]
+pub struct SpanError {
+    pub start: u32,
+    pub len: u32,
+    pub buf_len: usize,
+}
+
+impl Ring {
+    /// Appends one message; returns its seq.
+    pub fn append(&self, origin: &OriginHandle, flags: Flags, msg: &[u8]) -> u64 {
+        let (msg, flags) = self.fit(msg, flags);
+        let words = words_for(msg.len());
+        let first = self.claim(1, words);
+        self.wait_for_lap(first.seq, 1, first.pos, words);
+        fence(Ordering::Release);
+        self.write_entry(first.seq, first.pos, first.time, origin.id(), flags, msg);
+        self.publish(origin, first.seq, 1, first.pos + words);
+        first.seq
+    }
+
+    /// Appends every span of `buf` as one entry each, in order, claiming
+    /// room for as many of them at once as a batch may hold. Returns the
+    /// seqs given to them.
+    pub fn append_batch(&self, origin: &OriginHandle, buf: &[u8], spans: &[Span]) -> Result<Range<u64>, SpanError> {
+        if let Some(bad) = spans
+            .iter()
+            .find(|s| s.start as usize + s.len as usize > buf.len())
+        {
+            return Err(SpanError {
+                start: bad.start,
+                len: bad.len,
+                buf_len: buf.len(),
+            });
+        }
+        let mut seqs = self.published_seq()..self.published_seq();
+        let mut rest = spans;
+        let mut first_batch = true;
+        while !rest.is_empty() {
+            let (count, words) = self.batch_extent(rest);
+            let claim = self.claim(count as u64, words);
+            self.wait_for_lap(claim.seq, count as u64, claim.pos, words);
+            fence(Ordering::Release);
+            let mut pos = claim.pos;
+            for (i, span) in rest[..count].iter().enumerate() {
+                let msg = &buf[span.start as usize..(span.start + span.len) as usize];
+                let (msg, flags) = self.fit(msg, span.flags);
+                self.write_entry(claim.seq + i as u64, pos, claim.time, origin.id(), flags, msg);
+                pos += words_for(msg.len());
+            }
+            self.publish(origin, claim.seq, count as u64, pos);
+            if first_batch {
+                seqs.start = claim.seq;
+                first_batch = false;
+            }
+            seqs.end = claim.seq + count as u64;
+            rest = &rest[count..];
+        }
+        Ok(seqs)
+    }
+
+    /// How many leading spans fit in one claim, and their data words.
+    fn batch_extent(&self, spans: &[Span]) -> (usize, u64) {
+        let mut words = 0;
+        let mut count = 0;
+        for span in spans.iter().take(self.max_batch_entries as usize) {
+            let w = words_for((span.len as usize).min(self.max_entry_len));
+            if count > 0 && words + w > self.max_batch_words {
+                break;
+            }
+            words += w;
+            count += 1;
+        }
+        (count, words)
+    }
+
+    /// Cuts a message to the longest an entry holds, flagging it.
+    fn fit<'m>(&self, msg: &'m [u8], flags: Flags) -> (&'m [u8], Flags) {
+        if msg.len() > self.max_entry_len {
+            (&msg[..self.max_entry_len], flags.with_truncated(true))
+        } else {
+            (msg, flags)
+        }
+    }
+
+    fn claim(&self, count: u64, words: u64) -> Claimed {
+        let word = self.region.claim();
+        let mut current = word.load();
+        loop {
+            // Read after the load that saw the previous claim: see the
+            // module doc for why this keeps time monotonic in seq order.
+            let time = self.clock.now();
+            match word.compare_exchange(current, (current.0 + count, current.1 + words)) {
+                Ok(()) => {
+                    return Claimed {
+                        seq: current.0,
+                        pos: current.1,
+                        time,
+                    }
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Waits until the entries one lap behind the claimed range are
+    /// published, so that nothing still being copied gets overwritten.
+    fn wait_for_lap(&self, seq: u64, count: u64, pos: u64, words: u64) {
+        let need_seq = (seq + count).saturating_sub(self.geometry.slots);
+        let need_pos = (pos + words).saturating_sub(self.geometry.data_words);
+        let mut step = 0;
+        loop {
+            let published = self.region.word(hdr::PUBLISHED_SEQ).load(Ordering::Acquire);
+            let published_pos = self.region.word(hdr::PUBLISHED_POS).load(Ordering::Relaxed);
+            if published >= need_seq && published_pos >= need_pos {
+                return;
+            }
+            spin_wait(&mut step);
+        }
+    }
+
+    fn write_entry(&self, seq: u64, pos: u64, time: u64, origin: u32, flags: Flags, msg: &[u8]) {
+        let words = self.region.words();
+        let data_at = self.geometry.data_at();
+        let start = self.data_index(pos);
+        let room = (self.geometry.data_words as usize - start) * 8;
+        if msg.len() <= room {
+            super::copy_words_in(words, data_at + start, msg);
+        } else {
+            let (head, tail) = msg.split_at(room);
+            super::copy_words_in(words, data_at + start, head);
+            super::copy_words_in(words, data_at, tail);
+        }
+        let at = self.slot_at(seq);
+        words[at].store(time, Ordering::Relaxed);
+        words[at + 1].store(pos, Ordering::Relaxed);
+        words[at + 2].store(meta(msg.len(), flags.bits(), origin), Ordering::Relaxed);
+    }
+
+    /// Publishes `count` entries from `seq` once all earlier ones are.
+    fn publish(&self, origin: &OriginHandle, seq: u64, count: u64, end_pos: u64) {
+        origin
+            .interned
+            .last_seq
+            .fetch_max(seq + count - 1, StdOrdering::AcqRel);
+        let published = self.region.word(hdr::PUBLISHED_SEQ);
+        let mut step = 0;
+        while published.load(Ordering::Acquire) != seq {
+            spin_wait(&mut step);
+        }
+        self.region
+            .word(hdr::PUBLISHED_POS)
+            .store(end_pos, Ordering::Relaxed);
+        published.store(seq + count, Ordering::Release);
+        self.notifier.notify();
+    }
+}
+
+struct Claimed {
+    seq: u64,
+    pos: u64,
+    time: u64,
+}
