@@ -2,7 +2,12 @@
 //! served to every kind of reader.
 //!
 //! The modules follow the data path: [`sources`] bring lines in, the
-//! [`ring`] keeps them, `serve` answers readers, `sinks` send entries out.
+//! [`ring`] keeps them, [`serve`] answers readers, [`sinks`] send entries
+//! out. [`entry`] is the one entry model all of them share.
 
 pub mod entry;
 pub mod ring;
+pub mod selflog;
+pub mod serve;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,1 @@
+//! Serving readers: the memlogd query socket, and the daemon that ties sources, ring and servers together.

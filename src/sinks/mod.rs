@@ -1,0 +1,1 @@
+//! Sinks send entries out of the ring: per-source files with rotation.

@@ -1,0 +1,1 @@
+//! Sources bring lines into the ring: the memlogd fd-passing socket first.
