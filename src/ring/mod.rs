@@ -217,6 +217,16 @@ pub struct Ring {
     recovery: Recovery,
 }
 
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("geometry", &self.geometry)
+            .field("published_seq", &self.published_seq())
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Ring-wide counters, cheap to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingStats {
