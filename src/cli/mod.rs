@@ -1,0 +1,173 @@
+//! The `ringtail` command line: `serve` (the daemon), `read` (like
+//! LinuxKit's logread), `run` (like LinuxKit's logwrite wrapper) and
+//! `export` (like LinuxKit's logwrite service).
+//!
+//! This module owns parsing and the defaults every subcommand shares (where
+//! the sockets are, how sizes are written); each subcommand's module turns
+//! its flags into the library's types and runs. Flags are documented once,
+//! where they are defined, and `--help` shows that text.
+//!
+//! Before clap parses anything, [`argv::rewrite`] maps the single-dash flags
+//! of memlogd, logread and logwrite to ringtail's, so that ringtail can be
+//! installed under those names or called by their init scripts unchanged.
+
+pub mod argv;
+pub mod export;
+pub mod read;
+pub mod run;
+pub mod serve;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// memlogd's ingest (fd-passing) socket.
+pub const MEMLOGD_LOG_SOCKET: &str = "/var/run/linuxkit-external-logging.sock";
+/// memlogd's query socket.
+pub const MEMLOGD_QUERY_SOCKET: &str = "/var/run/memlogdq.sock";
+/// File name of the ingest socket in ringtail's own socket directory.
+pub const LOG_SOCKET_NAME: &str = "log.sock";
+/// File name of the query socket in ringtail's own socket directory.
+pub const QUERY_SOCKET_NAME: &str = "query.sock";
+
+/// A host's recent logs in a fixed-size ring in memory; a drop-in
+/// replacement for LinuxKit's memlogd, logread and logwrite.
+#[derive(Parser, Debug)]
+#[command(name = "ringtail", version, propagate_version = true)]
+#[command(after_help = "\
+Start the daemon on its defaults:   ringtail serve
+Log a command's output:             ringtail run -n web -- python3 -m http.server
+Show everything logged so far:      ringtail read
+Follow new lines:                   ringtail read -f
+
+ringtail also accepts memlogd's own command line (`ringtail -max-lines 5000
+-socket-log PATH ...`, no subcommand) and behaves as memlogd, logread or
+logwrite when installed under those names.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: the fd-passing ingest socket, the query socket, the ring.
+    Serve(serve::ServeArgs),
+    /// Print the logs kept by a running daemon (like LinuxKit's logread).
+    Read(read::ReadArgs),
+    /// Run a command with its stdout and stderr logged as NAME.out and NAME.
+    Run(run::RunArgs),
+    /// Write the logs to per-source files with rotation (like LinuxKit's logwrite service).
+    Export(export::ExportArgs),
+}
+
+/// The `ringtail` program: parses `args` (argv, program name first) and
+/// runs the subcommand. Returns the process exit code.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let cli = Cli::parse_from(argv::rewrite(args));
+    match cli.command {
+        Command::Serve(args) => serve::main(args),
+        Command::Read(args) => read::main(args),
+        Command::Run(args) => run::main(args),
+        Command::Export(args) => export::main(args),
+    }
+}
+
+/// The directory of ringtail's own sockets when none is given:
+/// `/run/ringtail` for root, else `$XDG_RUNTIME_DIR/ringtail`, else
+/// `/tmp/ringtail-$UID`.
+pub fn default_socket_dir() -> PathBuf {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/ringtail");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join("ringtail"),
+        _ => PathBuf::from(format!("/tmp/ringtail-{}", uid.as_raw())),
+    }
+}
+
+/// The ingest socket clients use when none is given.
+pub fn default_log_socket(memlogd_paths: bool) -> PathBuf {
+    if memlogd_paths {
+        PathBuf::from(MEMLOGD_LOG_SOCKET)
+    } else {
+        default_socket_dir().join(LOG_SOCKET_NAME)
+    }
+}
+
+/// The query socket clients use when none is given.
+pub fn default_query_socket(memlogd_paths: bool) -> PathBuf {
+    if memlogd_paths {
+        PathBuf::from(MEMLOGD_QUERY_SOCKET)
+    } else {
+        default_socket_dir().join(QUERY_SOCKET_NAME)
+    }
+}
+
+/// Parses a byte size: plain bytes (`1048576`), or a number with a unit:
+/// `KiB`/`MiB`/`GiB` (powers of 1024), `KB`/`MB`/`GB` (powers of 1000), `K`/
+/// `M`/`G` (powers of 1024, as `ls -h` writes them), `B`. Case-insensitive,
+/// optional space before the unit.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in size {text:?}; use bytes or KiB, MiB, GiB, KB, MB, GB"
+            ))
+        }
+    };
+    if num.is_empty() {
+        return Err(format!("size {text:?} has no number; write e.g. 1MiB or 1048576"));
+    }
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("cannot read the number in size {text:?}; write e.g. 1MiB or 1048576"))?;
+    let bytes = value * mult as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(format!("size {text:?} is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Prints an error the way every subcommand does.
+pub(crate) fn print_error(what: impl std::fmt::Display) {
+    eprintln!("ringtail: {what}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1.5 k"), Ok(1536));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

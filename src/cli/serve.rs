@@ -1,0 +1,313 @@
+//! `ringtail serve`: the daemon's flags, and their translation into a
+//! [`DaemonConfig`].
+//!
+//! memlogd's flags (`-max-lines`, `-socket-log`, `-socket-query`, `-fd-log`,
+//! `-fd-query`, `-max-line-len`, `-daemonize`) are the same flags written
+//! with two dashes; [`super::argv`] rewrites the single-dash forms.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::ring::{default_max_bytes, RingConfig};
+use crate::serve::daemon::{self, DaemonConfig, SocketSpec};
+use crate::serve::memlogq::{QueryConfig, QueryFormat};
+use crate::sources::{IngestConfig, LongLines, RateLimit};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Entries kept in the ring; the oldest go first (memlogd's -max-lines).
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub max_lines: u64,
+
+    /// Message bytes kept in the ring (e.g. 64MiB); whichever of
+    /// --max-lines and --max-bytes is reached first evicts. Default: 128
+    /// bytes per line, at least 64 KiB.
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    pub max_bytes: Option<u64>,
+
+    /// Longest entry, in bytes (memlogd's -max-line-len); longer lines are
+    /// split into several entries flagged `partial`, or cut with
+    /// --long-lines truncate.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub max_line_len: usize,
+
+    /// What happens to a line longer than --max-line-len.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "split")]
+    pub long_lines: LongLines,
+
+    /// The most sources (registered fds) read at once, and the size of the
+    /// ring's table of source names.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub max_sources: u64,
+
+    /// Keep the ring in this file instead of memory: every entry a writer
+    /// finished survives a restart or a crash of the daemon, with its seq.
+    #[arg(long, value_name = "PATH")]
+    pub ring_file: Option<PathBuf>,
+
+    /// Discard the contents of --ring-file when its size does not match
+    /// --max-lines/--max-bytes/--max-sources (instead of refusing to start).
+    #[arg(long, requires = "ring_file")]
+    pub ring_reset: bool,
+
+    /// Line format of memlogd's dump/follow queries: `json` (current
+    /// memlogd) or `text` (memlogd before 2022: `<time>,<source>;<msg>`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "json")]
+    pub query_format: QueryFormat,
+
+    /// Use memlogd's socket paths (/var/run/linuxkit-external-logging.sock
+    /// and /var/run/memlogdq.sock) instead of ringtail's own directory.
+    #[arg(long)]
+    pub memlogd_paths: bool,
+
+    /// The fd-passing ingest socket (memlogd's -socket-log). Default:
+    /// log.sock in /run/ringtail (root), $XDG_RUNTIME_DIR/ringtail or
+    /// /tmp/ringtail-$UID.
+    #[arg(long, value_name = "PATH")]
+    pub socket_log: Option<PathBuf>,
+
+    /// The query socket (memlogd's -socket-query). Default: query.sock next
+    /// to the ingest socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket_query: Option<PathBuf>,
+
+    /// Use this inherited, already-bound datagram socket as the ingest
+    /// socket (memlogd's -fd-log; overrides --socket-log; -1 means none).
+    #[arg(long, value_name = "FD", allow_negative_numbers = true)]
+    pub fd_log: Option<i32>,
+
+    /// Use this inherited, already-listening stream socket as the query
+    /// socket (memlogd's -fd-query; overrides --socket-query; -1 means none).
+    #[arg(long, value_name = "FD", allow_negative_numbers = true)]
+    pub fd_query: Option<i32>,
+
+    /// Permissions of the socket files, in octal. The query socket hands
+    /// out every log on the host: keep it away from other users.
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+
+    /// Also print every entry to stdout, as memlogd does
+    /// (`<RFC3339Nano>;<source>;<msg>`). A slow stdout never slows ingest.
+    #[arg(long)]
+    pub echo: bool,
+
+    /// Per-source rate limit LINES/INTERVAL (e.g. 1000/1s): the excess is
+    /// dropped and counted in one "suppressed" entry per interval. Off by
+    /// default.
+    #[arg(long, value_name = "LINES/INTERVAL", value_parser = parse_rate_limit)]
+    pub rate_limit: Option<RateLimit>,
+
+    /// Address of the HTTP API (e.g. 127.0.0.1:9870), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_http)]
+    pub http: HttpListen,
+
+    /// Bind the sockets, then go to the background; the command returns
+    /// once the daemon serves (memlogd's -daemonize).
+    #[arg(long)]
+    pub daemonize: bool,
+}
+
+/// `--http`: an address, or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpListen {
+    Off,
+    Addr(SocketAddr),
+}
+
+fn parse_http(text: &str) -> Result<HttpListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    text.parse::<SocketAddr>()
+        .map(HttpListen::Addr)
+        .map_err(|_| format!("{text:?} is not an address; write e.g. 127.0.0.1:9870, [::1]:9870 or off"))
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{text:?} is not a permission mode; write it in octal, e.g. 0660")),
+    }
+}
+
+/// `LINES/INTERVAL`, e.g. `1000/1s`; a bare `LINES` means per second.
+pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (lines, interval) = text.split_once('/').unwrap_or((text, "1s"));
+    let lines: u64 = lines
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: the line count must be a number; write e.g. 1000/1s"))?;
+    if lines == 0 {
+        return Err(format!("{text:?}: the line count must be at least 1"));
+    }
+    // `1000/s` reads as `1000/1s`.
+    let interval = interval.trim();
+    let interval = if interval.starts_with(|c: char| c.is_ascii_digit()) {
+        interval.to_string()
+    } else {
+        format!("1{interval}")
+    };
+    let interval = Duration::from_nanos(
+        crate::timefmt::parse_duration(&interval).map_err(|e| format!("{text:?}: {e}"))?,
+    );
+    if interval < Duration::from_millis(1) {
+        return Err(format!("{text:?}: the interval must be at least 1ms"));
+    }
+    Ok(RateLimit { lines, interval })
+}
+
+impl ServeArgs {
+    /// The daemon configuration these flags describe.
+    pub fn to_config(&self) -> Result<DaemonConfig, String> {
+        let mut ring = RingConfig::new(self.max_lines);
+        ring.max_bytes = self.max_bytes.unwrap_or_else(|| default_max_bytes(self.max_lines));
+        ring.max_entry_len = self.max_line_len;
+        ring.max_origins = self.max_sources;
+        ring.file = self.ring_file.clone();
+        ring.reset = self.ring_reset;
+        // Catch bad sizes here, with the flag names, rather than at open.
+        ring.geometry().map_err(|e| e.to_string())?;
+
+        let ingest = IngestConfig {
+            max_line_len: self.max_line_len,
+            long_lines: self.long_lines,
+            rate_limit: self.rate_limit,
+            max_sources: usize::try_from(self.max_sources).unwrap_or(usize::MAX),
+        };
+        let query = QueryConfig {
+            format: self.query_format,
+            ..QueryConfig::default()
+        };
+
+        let uses_default_dir = self.socket_log.is_none() || self.socket_query.is_none();
+        let fd = |v: Option<i32>| v.filter(|&n| n >= 0);
+        let log_socket = match fd(self.fd_log) {
+            Some(n) => SocketSpec::Fd(n),
+            None => SocketSpec::Path(
+                self.socket_log
+                    .clone()
+                    .unwrap_or_else(|| super::default_log_socket(self.memlogd_paths)),
+            ),
+        };
+        let query_socket = match fd(self.fd_query) {
+            Some(n) => SocketSpec::Fd(n),
+            None => SocketSpec::Path(
+                self.socket_query
+                    .clone()
+                    .unwrap_or_else(|| super::default_query_socket(self.memlogd_paths)),
+            ),
+        };
+        let socket_dir = (uses_default_dir && !self.memlogd_paths).then(|| {
+            let root = rustix::process::geteuid().is_root();
+            (super::default_socket_dir(), if root { 0o755 } else { 0o700 })
+        });
+        Ok(DaemonConfig {
+            ring,
+            ingest,
+            query,
+            log_socket,
+            query_socket,
+            socket_mode: self.socket_mode,
+            socket_dir,
+            systemd_activation: true,
+            echo: self.echo,
+            http: match self.http {
+                HttpListen::Off => None,
+                HttpListen::Addr(a) => Some(a),
+            },
+            daemonize: self.daemonize,
+            log_flag: "--socket-log".into(),
+            query_flag: "--socket-query".into(),
+        })
+    }
+}
+
+/// Runs `ringtail serve`; returns the exit code.
+pub fn main(args: ServeArgs) -> i32 {
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            super::print_error(e);
+            return 2;
+        }
+    };
+    match daemon::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            super::print_error(e);
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        T::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn defaults_are_memlogds() {
+        let a = parse(&[]);
+        let c = a.to_config().unwrap();
+        assert_eq!(c.ring.max_lines, 5000);
+        assert_eq!(c.ring.max_entry_len, 1024);
+        assert_eq!(c.ingest.max_line_len, 1024);
+        assert_eq!(c.socket_mode, 0o660);
+        assert!(c.http.is_none());
+        assert!(!c.echo && !c.daemonize);
+    }
+
+    #[test]
+    fn memlogd_paths_and_overrides() {
+        let c = parse(&["--memlogd-paths", "--socket-query", "/x/q.sock"]).to_config().unwrap();
+        assert_eq!(
+            c.log_socket,
+            SocketSpec::Path(PathBuf::from("/var/run/linuxkit-external-logging.sock"))
+        );
+        assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/x/q.sock")));
+        assert!(c.socket_dir.is_none());
+        let c = parse(&["--fd-log", "3", "--fd-query", "-1", "--socket-query", "/q"]).to_config().unwrap();
+        assert_eq!(c.log_socket, SocketSpec::Fd(3));
+        assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/q")));
+    }
+
+    #[test]
+    fn flag_values() {
+        assert_eq!(
+            parse_rate_limit("1000/1s"),
+            Ok(RateLimit {
+                lines: 1000,
+                interval: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(parse_rate_limit("50/s").unwrap().interval, Duration::from_secs(1));
+        assert_eq!(parse_rate_limit("50/500ms").unwrap().interval, Duration::from_millis(500));
+        assert!(parse_rate_limit("0/1s").is_err());
+        assert!(parse_rate_limit("x/1s").is_err());
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert!(parse_mode("0999").is_err());
+        assert_eq!(parse_http("off"), Ok(HttpListen::Off));
+        assert!(matches!(parse_http("127.0.0.1:1"), Ok(HttpListen::Addr(_))));
+        assert!(parse_http("localhost").is_err());
+        let a = parse(&["--max-bytes", "1MiB", "--long-lines", "truncate", "--query-format", "text"]);
+        assert_eq!(a.max_bytes, Some(1 << 20));
+        assert_eq!(a.long_lines, LongLines::Truncate);
+        assert!(parse(&["--max-lines", "2"]).to_config().is_err());
+    }
+}

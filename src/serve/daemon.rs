@@ -1,0 +1,766 @@
+//! The daemon: binds the sockets, opens the ring, runs the fd-passing ingest
+//! and the query server on one tokio runtime, and shuts down cleanly.
+//!
+//! What it promises:
+//! - **Sockets.** The ingest socket (unix datagram) and the query socket
+//!   (unix stream) come from, in this order: an inherited fd
+//!   (`--fd-log`/`--fd-query`), systemd socket activation (`LISTEN_FDS`;
+//!   the datagram socket is the ingest socket, the stream socket the query
+//!   socket), or a path. A path is bound only after checking that nothing
+//!   listens on it: a stale socket file left by a dead daemon is replaced,
+//!   a live one is refused with an error that says what to do. Sockets it
+//!   creates get `socket_mode` (0660 by default, because the query socket
+//!   hands out every log on the host) from the moment they exist.
+//! - **Daemonizing** (`-daemonize`, as memlogd): the sockets are bound
+//!   first, in the foreground, so that errors reach the caller; then the
+//!   process forks, and the parent exits 0 only once the child reports
+//!   that it serves (or 1 if the child died first).
+//! - **Self log.** Start (with the configuration and paths), stop, and a
+//!   ring file's recovery are entries with source `ringtail`.
+//! - **Echo** (`--echo`): every entry is printed to stdout as memlogd does,
+//!   by a follower thread of its own, so a slow stdout never slows writers
+//!   (a follower that falls behind gets a gap line, not back-pressure).
+//! - **Shutdown** on SIGTERM or SIGINT: stop accepting, let ingest store
+//!   what it has read, remove the socket files it created (never inherited
+//!   ones), write the stop entry, flush a ring file, return `Ok`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::socket::{getsockopt, sockopt, SockType};
+use nix::sys::stat::Mode;
+use tokio_util::sync::CancellationToken;
+
+use crate::format::{self, Format};
+use crate::ring::{All, Read, ReadBatch, Ring, RingConfig, RingError};
+use crate::selflog::SelfLog;
+use crate::serve::memlogq::{self, QueryConfig};
+use crate::sources::{fdpass, IngestConfig};
+
+/// Where one of the daemon's sockets comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketSpec {
+    /// Bind this path (after checking nothing listens on it).
+    Path(PathBuf),
+    /// An already-bound socket inherited as this fd (memlogd's `-fd-log` /
+    /// `-fd-query`); never unlinked by ringtail.
+    Fd(RawFd),
+}
+
+/// Everything the daemon needs; the command line builds it.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub ring: RingConfig,
+    pub ingest: IngestConfig,
+    pub query: QueryConfig,
+    /// The fd-passing ingest socket (unix datagram).
+    pub log_socket: SocketSpec,
+    /// The memlogq query socket (unix stream).
+    pub query_socket: SocketSpec,
+    /// Permission bits of the socket files it creates.
+    pub socket_mode: u32,
+    /// A directory to create (with this mode) before binding: the default
+    /// socket directory. `None` when the paths were given.
+    pub socket_dir: Option<(PathBuf, u32)>,
+    /// Take sockets passed by systemd (`LISTEN_PID`/`LISTEN_FDS`).
+    pub systemd_activation: bool,
+    /// Print every entry to stdout as memlogd does.
+    pub echo: bool,
+    /// The HTTP API's address (`--http`); `None` is off.
+    pub http: Option<SocketAddr>,
+    /// Fork into the background once the sockets are bound.
+    pub daemonize: bool,
+    /// The flag names that set the two sockets, for error messages
+    /// (`--socket-log`, or `-socket-log` when invoked as memlogd).
+    pub log_flag: String,
+    pub query_flag: String,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Socket(String),
+    #[error("cannot open the ring: {0}")]
+    Ring(#[from] RingError),
+    #[error("{0}")]
+    Start(String),
+    #[error("{what} stopped: {error}")]
+    Task { what: &'static str, error: String },
+}
+
+/// The two sockets, bound, with the files this process created.
+struct Bound {
+    log: UnixDatagram,
+    query: UnixListener,
+    log_name: String,
+    query_name: String,
+    /// Socket files to remove at shutdown (never inherited ones).
+    created: Vec<PathBuf>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Call it before any thread
+/// exists (from `main`): it may fork, and it changes the umask while it
+/// binds.
+pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    let bound = bind_sockets(&config)?;
+    match fdpass::raise_fd_limit() {
+        Ok(_) => {}
+        Err(e) => eprintln!("ringtail: warning: cannot raise the open-file limit ({e}); fewer sources can be read at once"),
+    }
+    let ring = Arc::new(Ring::open(&config.ring)?);
+    let ready = if config.daemonize {
+        Some(daemonize()?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ringtail")
+        .build()
+        .map_err(|e| DaemonError::Start(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(config, bound, ring, ready))
+}
+
+/// The part that runs on the runtime.
+async fn serve(
+    config: DaemonConfig,
+    bound: Bound,
+    ring: Arc<Ring>,
+    ready: Option<OwnedFd>,
+) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let start_err = |what: &str, e: io::Error| DaemonError::Start(format!("{what}: {e}"));
+    // Handlers go in before readiness is reported, so a SIGTERM sent as soon
+    // as the sockets answer is not lost.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| start_err("cannot handle SIGTERM", e))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| start_err("cannot handle SIGINT", e))?;
+
+    let selflog = SelfLog::new(ring.clone())?;
+    let token = CancellationToken::new();
+    // The echo follower starts first, so it prints the start entry and
+    // every line after it.
+    let echo_stop = CancellationToken::new();
+    let echo = match config.echo {
+        true => Some(
+            spawn_echo(ring.clone(), echo_stop.clone())
+                .map_err(|e| start_err("cannot start the --echo thread", e))?,
+        ),
+        false => None,
+    };
+
+    let recovery = ring.recovery();
+    if recovery.reopened {
+        let file = config.ring.file.as_deref().map(Path::display);
+        let msg = format!(
+            "ring file {} reopened: {} entries intact, {} torn entries dropped (opening {})",
+            file.map(|f| f.to_string()).unwrap_or_default(),
+            recovery.intact,
+            recovery.torn,
+            recovery.epoch
+        );
+        if recovery.torn > 0 {
+            selflog.warn(msg);
+        } else {
+            selflog.info(msg);
+        }
+    }
+    selflog.info(start_summary(&config, &bound, &ring));
+    if let Some(addr) = config.http {
+        let msg = format!("--http {addr}: this build does not serve the HTTP API yet; only the unix sockets answer");
+        eprintln!("ringtail: warning: {msg}");
+        selflog.warn(msg);
+    }
+
+    let log_socket = to_tokio_datagram(bound.log).map_err(|e| start_err("cannot use the ingest socket", e))?;
+    let query_listener = to_tokio_listener(bound.query).map_err(|e| start_err("cannot use the query socket", e))?;
+    let mut ingest = tokio::spawn(fdpass::serve(
+        log_socket,
+        ring.clone(),
+        selflog.clone(),
+        config.ingest.clone(),
+        token.clone(),
+    ));
+    let mut queries = tokio::spawn(memlogq::serve(
+        query_listener,
+        ring.clone(),
+        selflog.clone(),
+        config.query.clone(),
+        token.clone(),
+    ));
+
+    eprintln!(
+        "ringtail: listening: ingest (fd passing) on {}, queries on {}",
+        bound.log_name, bound.query_name
+    );
+    report_ready(ready);
+
+    let task_result = |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => Err(DaemonError::Task {
+            what,
+            error: "it ended on its own".into(),
+        }),
+        Ok(Err(e)) => Err(DaemonError::Task {
+            what,
+            error: e.to_string(),
+        }),
+        Err(e) => Err(DaemonError::Task {
+            what,
+            error: e.to_string(),
+        }),
+    };
+    let (reason, mut outcome) = tokio::select! {
+        _ = sigterm.recv() => ("SIGTERM".to_string(), Ok(())),
+        _ = sigint.recv() => ("SIGINT".to_string(), Ok(())),
+        r = &mut ingest => {
+            let o = task_result("the ingest socket", r);
+            (format!("{}", o.as_ref().unwrap_err()), o)
+        }
+        r = &mut queries => {
+            let o = task_result("the query socket", r);
+            (format!("{}", o.as_ref().unwrap_err()), o)
+        }
+    };
+
+    // Stop accepting first: new clients find no socket file and fail fast.
+    token.cancel();
+    for path in &bound.created {
+        if let Err(e) = fs::remove_file(path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                eprintln!("ringtail: warning: cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+    // Ingest stores what it has read before its task ends; a task that
+    // does not end in time is abandoned rather than holding up a stop
+    // the service manager would end with SIGKILL anyway.
+    const DRAIN: Duration = Duration::from_secs(10);
+    for (what, task) in [("ingest", &mut ingest), ("queries", &mut queries)] {
+        if task.is_finished() {
+            continue;
+        }
+        match tokio::time::timeout(DRAIN, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("ringtail: warning: {what} ended with an error while stopping: {e}"),
+            Ok(Err(e)) => eprintln!("ringtail: warning: {what} failed while stopping: {e}"),
+            Err(_) => eprintln!("ringtail: warning: {what} did not stop within {DRAIN:?}; stopping anyway"),
+        }
+    }
+    selflog.info(format!("ringtail stopped ({reason})"));
+    if let Some(echo) = echo {
+        // The echo thread prints what is left (the stop entry included),
+        // then sees the token.
+        echo_stop.cancel();
+        let _ = echo.join();
+    }
+    if config.ring.file.is_some() {
+        if let Err(e) = ring.flush() {
+            eprintln!("ringtail: warning: cannot flush the ring file: {e}");
+            if outcome.is_ok() {
+                outcome = Err(DaemonError::Start(format!("cannot flush the ring file: {e}")));
+            }
+        }
+    }
+    outcome
+}
+
+/// The start entry: version, sockets, ring geometry, ingest settings.
+fn start_summary(config: &DaemonConfig, bound: &Bound, ring: &Ring) -> String {
+    let g = ring.geometry();
+    let ring_where = match &config.ring.file {
+        Some(f) => format!("file {}", f.display()),
+        None => "memory".to_string(),
+    };
+    let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string()).unwrap_or_default();
+    let long_lines = name(clap::ValueEnum::to_possible_value(&config.ingest.long_lines));
+    let query_format = name(clap::ValueEnum::to_possible_value(&config.query.format));
+    let rate = match config.ingest.rate_limit {
+        Some(r) => format!("{}/{:?}", r.lines, r.interval),
+        None => "off".to_string(),
+    };
+    format!(
+        "ringtail {} started: ingest {}, queries {}, ring in {ring_where} ({} lines, {} bytes, {} sources), \
+         max-line-len {}, long-lines {long_lines}, rate-limit {rate}, query-format {query_format}, pid {}",
+        env!("CARGO_PKG_VERSION"),
+        bound.log_name,
+        bound.query_name,
+        g.slots,
+        g.data_words * 8,
+        g.origin_slots,
+        config.ingest.max_line_len,
+        std::process::id()
+    )
+}
+
+// ----------------------------------------------------------------------
+// sockets
+
+fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
+    let mut activated = if config.systemd_activation {
+        take_activated_sockets()?
+    } else {
+        Activated::default()
+    };
+    if let (SocketSpec::Fd(a), SocketSpec::Fd(b)) = (&config.log_socket, &config.query_socket) {
+        if a == b {
+            return Err(DaemonError::Socket(format!(
+                "{} and {} name the same fd {a}; the ingest socket is a datagram socket and the query socket a stream socket",
+                config.log_flag.replace("socket", "fd"),
+                config.query_flag.replace("socket", "fd")
+            )));
+        }
+    }
+    if let (SocketSpec::Path(a), SocketSpec::Path(b)) = (&config.log_socket, &config.query_socket) {
+        if a == b {
+            return Err(DaemonError::Socket(format!(
+                "the ingest and query sockets are both {}; give {} and {} different paths",
+                a.display(),
+                config.log_flag,
+                config.query_flag
+            )));
+        }
+    }
+    let mut created = Vec::new();
+    let needs_dir = |spec: &SocketSpec, from_systemd: bool| matches!(spec, SocketSpec::Path(_)) && !from_systemd;
+    if needs_dir(&config.log_socket, activated.datagram.is_some())
+        || needs_dir(&config.query_socket, activated.stream.is_some())
+    {
+        if let Some((dir, mode)) = &config.socket_dir {
+            prepare_socket_dir(dir, *mode, config)?;
+        }
+    }
+
+    let (log, log_name) = match (&config.log_socket, activated.datagram.take()) {
+        (SocketSpec::Fd(n), _) => {
+            let fd = adopt_fd(*n, &config.log_flag.replace("socket", "fd"))?;
+            check_socket(&fd, SockType::Datagram, *n, "the ingest socket")?;
+            let name = socket_name(&fd, &format!("fd {n}"));
+            (UnixDatagram::from(fd), name)
+        }
+        (SocketSpec::Path(_), Some((fd, n))) => {
+            let name = socket_name(&fd, &format!("systemd fd {n}"));
+            (UnixDatagram::from(fd), name)
+        }
+        (SocketSpec::Path(path), None) => {
+            check_stale(path, SockType::Datagram, &config.log_flag)?;
+            let sock = with_umask(0o177, || UnixDatagram::bind(path))
+                .map_err(|e| bind_error(path, &e, &config.log_flag))?;
+            created.push(path.clone());
+            set_mode(path, config.socket_mode)?;
+            (sock, path.display().to_string())
+        }
+    };
+    let (query, query_name) = match (&config.query_socket, activated.stream.take()) {
+        (SocketSpec::Fd(n), _) => {
+            let fd = adopt_fd(*n, &config.query_flag.replace("socket", "fd"))?;
+            check_socket(&fd, SockType::Stream, *n, "the query socket")?;
+            let name = socket_name(&fd, &format!("fd {n}"));
+            (UnixListener::from(fd), name)
+        }
+        (SocketSpec::Path(_), Some((fd, n))) => {
+            let name = socket_name(&fd, &format!("systemd fd {n}"));
+            (UnixListener::from(fd), name)
+        }
+        (SocketSpec::Path(path), None) => {
+            let bound = check_stale(path, SockType::Stream, &config.query_flag).and_then(|()| {
+                with_umask(0o177, || UnixListener::bind(path)).map_err(|e| bind_error(path, &e, &config.query_flag))
+            });
+            let sock = match bound {
+                Ok(s) => s,
+                Err(e) => {
+                    remove_created(&created);
+                    return Err(e);
+                }
+            };
+            created.push(path.clone());
+            if let Err(e) = set_mode(path, config.socket_mode) {
+                remove_created(&created);
+                return Err(e);
+            }
+            (sock, path.display().to_string())
+        }
+    };
+    Ok(Bound {
+        log,
+        query,
+        log_name,
+        query_name,
+        created,
+    })
+}
+
+fn remove_created(created: &[PathBuf]) {
+    for p in created {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Creates the default socket directory, or checks that an existing one is
+/// ours: a directory someone else owns (or may write to) could hold a
+/// socket file of theirs where clients expect ours.
+fn prepare_socket_dir(dir: &Path, mode: u32, config: &DaemonConfig) -> Result<(), DaemonError> {
+    let hint = format!("or pass {} and {}", config.log_flag, config.query_flag);
+    match fs::DirBuilder::new().recursive(true).mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(DaemonError::Socket(format!(
+                "cannot create the socket directory {}: permission denied; run as root {hint}",
+                dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(DaemonError::Socket(format!(
+                "cannot create the socket directory {}: {e}; {hint}",
+                dir.display()
+            )))
+        }
+    }
+    let md = fs::symlink_metadata(dir)
+        .map_err(|e| DaemonError::Socket(format!("cannot inspect {}: {e}", dir.display())))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !md.file_type().is_dir() {
+        return Err(DaemonError::Socket(format!(
+            "{} is not a directory (a symlink or a file is there); remove it {hint}",
+            dir.display()
+        )));
+    }
+    if md.uid() != me || md.mode() & 0o022 != 0 {
+        return Err(DaemonError::Socket(format!(
+            "the socket directory {} belongs to uid {} with mode {:o}; it must be yours and writable only by you: remove it {hint}",
+            dir.display(),
+            md.uid(),
+            md.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a stale socket file (nothing answers on it); refuses a live one.
+fn check_stale(path: &Path, kind: SockType, flag: &str) -> Result<(), DaemonError> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(DaemonError::Socket(format!(
+                "cannot inspect {}: {e}; pass {flag} PATH",
+                path.display()
+            )))
+        }
+    };
+    if !md.file_type().is_socket() {
+        return Err(DaemonError::Socket(format!(
+            "{} exists and is not a socket; remove it or pass {flag} PATH",
+            path.display()
+        )));
+    }
+    let probe = match kind {
+        SockType::Datagram => UnixDatagram::unbound().and_then(|s| s.connect(path)),
+        _ => UnixStream::connect(path).map(drop),
+    };
+    let in_use = || {
+        DaemonError::Socket(format!(
+            "another ringtail (or memlogd) is listening on {}; stop it or pass {flag} PATH",
+            path.display()
+        ))
+    };
+    match probe {
+        Ok(()) => Err(in_use()),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DaemonError::Socket(format!(
+                "cannot remove the stale socket {}: {e}; remove it or pass {flag} PATH",
+                path.display()
+            ))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // A live socket of the other kind answers with EPROTOTYPE.
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => Err(in_use()),
+        Err(e) => Err(DaemonError::Socket(format!(
+            "{} exists and cannot be checked ({e}); remove it if no daemon uses it, or pass {flag} PATH",
+            path.display()
+        ))),
+    }
+}
+
+fn bind_error(path: &Path, e: &io::Error, flag: &str) -> DaemonError {
+    let shown = path.display();
+    DaemonError::Socket(match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            format!("cannot bind {shown}: permission denied; run as root or pass {flag} PATH")
+        }
+        io::ErrorKind::NotFound => format!(
+            "cannot bind {shown}: the directory {} does not exist; create it or pass {flag} PATH",
+            path.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+        ),
+        io::ErrorKind::AddrInUse => {
+            format!("another ringtail (or memlogd) is listening on {shown}; stop it or pass {flag} PATH")
+        }
+        _ => format!("cannot bind {shown}: {e}; pass {flag} PATH"),
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), DaemonError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| {
+        DaemonError::Socket(format!(
+            "cannot set mode {mode:o} on {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Runs `f` with the umask set to `mask`, so a socket file is never
+/// reachable with looser permissions than asked, not even between bind
+/// and chmod. The umask is process-wide: this runs before any thread.
+fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    let old = nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    let out = f();
+    nix::sys::stat::umask(old);
+    out
+}
+
+/// The path a socket is bound to, for messages.
+fn socket_name(fd: &OwnedFd, fallback: &str) -> String {
+    match nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd.as_raw_fd()) {
+        Ok(addr) => match addr.path() {
+            Some(p) => format!("{} ({fallback})", p.display()),
+            None => fallback.to_string(),
+        },
+        Err(_) => fallback.to_string(),
+    }
+}
+
+/// Takes ownership of an fd this process inherited and was told about by
+/// number (a command-line flag or `LISTEN_FDS`).
+fn adopt_fd(n: RawFd, flag: &str) -> Result<OwnedFd, DaemonError> {
+    if n <= 2 {
+        return Err(DaemonError::Socket(format!(
+            "{flag} {n} names stdin, stdout or stderr; pass the fd number of an inherited socket"
+        )));
+    }
+    if let Err(e) = nix::fcntl::fcntl(n, nix::fcntl::FcntlArg::F_GETFD) {
+        return Err(DaemonError::Socket(format!(
+            "{flag} {n}: fd {n} is not open ({e}); the process that starts ringtail must pass the socket as fd {n}"
+        )));
+    }
+    // SAFETY: fd `n` is open (F_GETFD just succeeded) and nothing in this
+    // process owns it: it was inherited across exec, and the command line
+    // (or LISTEN_FDS) names it precisely so that ringtail takes it over.
+    // Each number is adopted once: the callers reject the same number for
+    // both sockets, and systemd's fds are taken out of the environment.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    // Keep it from leaking into anything ringtail might start.
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Ok(fd)
+}
+
+fn check_socket(fd: &OwnedFd, want: SockType, n: RawFd, what: &str) -> Result<(), DaemonError> {
+    let kind = |t: SockType| match t {
+        SockType::Datagram => "a datagram socket",
+        SockType::Stream => "a stream socket",
+        _ => "another kind of socket",
+    };
+    match getsockopt(fd, sockopt::SockType) {
+        Ok(t) if t == want => Ok(()),
+        Ok(t) => Err(DaemonError::Socket(format!(
+            "fd {n} is {}, but {what} must be {}",
+            kind(t),
+            kind(want)
+        ))),
+        Err(e) => Err(DaemonError::Socket(format!(
+            "fd {n} is not a socket ({e}); {what} must be {}",
+            kind(want)
+        ))),
+    }
+}
+
+/// Sockets passed by systemd socket activation.
+#[derive(Default)]
+struct Activated {
+    /// The datagram socket and its fd number.
+    datagram: Option<(OwnedFd, RawFd)>,
+    stream: Option<(OwnedFd, RawFd)>,
+}
+
+/// Takes the sockets systemd passed (`LISTEN_PID` is this process,
+/// `LISTEN_FDS` of them from fd 3), by kind: one datagram socket (ingest)
+/// and one stream socket (queries). Unsets the variables, as
+/// `sd_listen_fds(1)` does.
+fn take_activated_sockets() -> Result<Activated, DaemonError> {
+    let mut out = Activated::default();
+    let pid = std::env::var("LISTEN_PID").ok();
+    let count = std::env::var("LISTEN_FDS").ok();
+    let (Some(pid), Some(count)) = (pid, count) else {
+        return Ok(out);
+    };
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(out);
+    }
+    // Called before any thread exists (see `run`), so changing the
+    // environment races with nothing.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    let count: RawFd = count.trim().parse().map_err(|_| {
+        DaemonError::Socket(format!("LISTEN_FDS={count:?} is not a number of sockets"))
+    })?;
+    const SD_LISTEN_FDS_START: RawFd = 3;
+    for n in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count {
+        let fd = adopt_fd(n, "LISTEN_FDS")?;
+        let slot = match getsockopt(&fd, sockopt::SockType) {
+            Ok(SockType::Datagram) => &mut out.datagram,
+            Ok(SockType::Stream) => &mut out.stream,
+            _ => {
+                return Err(DaemonError::Socket(format!(
+                    "systemd passed fd {n}, which is neither a unix datagram nor a stream socket; \
+                     list one ListenDatagram= and one ListenStream= path in the .socket unit"
+                )))
+            }
+        };
+        if slot.is_some() {
+            return Err(DaemonError::Socket(format!(
+                "systemd passed two sockets of the same kind (fd {n}); \
+                 list one ListenDatagram= and one ListenStream= path in the .socket unit"
+            )));
+        }
+        *slot = Some((fd, n));
+    }
+    Ok(out)
+}
+
+fn to_tokio_datagram(sock: UnixDatagram) -> io::Result<tokio::net::UnixDatagram> {
+    sock.set_nonblocking(true)?;
+    tokio::net::UnixDatagram::from_std(sock)
+}
+
+fn to_tokio_listener(sock: UnixListener) -> io::Result<tokio::net::UnixListener> {
+    sock.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(sock)
+}
+
+// ----------------------------------------------------------------------
+// daemonizing and readiness
+
+/// Forks into the background. Returns, in the child, the pipe end on which
+/// to report readiness; the parent never returns: it waits for that report
+/// and exits 0, or exits 1 when the child died before serving.
+fn daemonize() -> Result<OwnedFd, DaemonError> {
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| DaemonError::Start(format!("cannot create a pipe to daemonize: {e}")))?;
+    // SAFETY: `run` calls this before it starts the runtime, and ringtail
+    // starts no thread before that, so this process has one thread: the
+    // child gets a consistent copy of every lock and allocator state, and
+    // may go on running ordinary Rust code (the POSIX async-signal-safe
+    // restriction only applies to children of multi-threaded processes).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(DaemonError::Start(format!("cannot fork: {e}"))),
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(write_end);
+            let mut byte = [0u8; 1];
+            let mut pipe = fs::File::from(read_end);
+            let ok = loop {
+                match io::Read::read(&mut pipe, &mut byte) {
+                    Ok(1) => break true,
+                    Ok(_) => break false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break false,
+                }
+            };
+            if ok {
+                std::process::exit(0);
+            }
+            eprintln!("ringtail: the daemon exited while starting; its error is above");
+            std::process::exit(1);
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(read_end);
+            // A session of its own: no controlling terminal, and no
+            // SIGHUP/SIGINT from the shell that started it.
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = fs::File::open("/dev/null") {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+            }
+            Ok(write_end)
+        }
+    }
+}
+
+/// Tells whoever waits that the daemon serves: the parent of a
+/// `-daemonize` fork, and systemd (`NOTIFY_SOCKET`, `Type=notify`).
+fn report_ready(ready: Option<OwnedFd>) {
+    if let Some(fd) = ready {
+        let _ = nix::unistd::write(fd.as_fd(), b"R");
+    }
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        let sent = UnixDatagram::unbound().and_then(|sock| {
+            let bytes = path.as_encoded_bytes();
+            if let Some(name) = bytes.strip_prefix(b"@") {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                sock.send_to_addr(b"READY=1", &addr)
+            } else {
+                sock.send_to(b"READY=1", Path::new(&path))
+            }
+        });
+        if let Err(e) = sent {
+            eprintln!("ringtail: warning: cannot notify systemd through NOTIFY_SOCKET: {e}");
+        }
+    }
+}
+
+// ----------------------------------------------------------------------
+// echo
+
+/// Prints every entry to stdout as memlogd does (`<RFC3339Nano>;<source>;<msg>`),
+/// from a follower of its own: stdout can be as slow as it likes, writers
+/// never wait for it, and what it falls behind on is reported as a gap
+/// line. Stops once `token` is cancelled and everything up to then is
+/// printed.
+fn spawn_echo(ring: Arc<Ring>, token: CancellationToken) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ringtail-echo".into())
+        .spawn(move || {
+            let mut cursor = ring.follow(All);
+            let mut batch = ReadBatch::new();
+            let mut out = Vec::with_capacity(64 * 1024);
+            let stdout = io::stdout();
+            loop {
+                let stopping = token.is_cancelled();
+                batch.clear();
+                let status = cursor.read(&mut batch, 1024);
+                for item in batch.iter() {
+                    match item {
+                        Read::Entry(e) => format::write_entry(&mut out, Format::Logread, &e),
+                        Read::Gap { first_seq, missed } => {
+                            format::write_gap(&mut out, Format::Logread, first_seq, missed, crate::timefmt::now_ns())
+                        }
+                    }
+                }
+                if !out.is_empty() {
+                    let mut lock = stdout.lock();
+                    if lock.write_all(&out).and_then(|()| lock.flush()).is_err() {
+                        // stdout is gone (closed pipe): nothing more to echo to.
+                        return;
+                    }
+                    out.clear();
+                }
+                if status == crate::ring::ReadStatus::More {
+                    continue;
+                }
+                if stopping {
+                    return;
+                }
+                cursor.wait_blocking(Duration::from_millis(250));
+            }
+        })
+}
