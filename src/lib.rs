@@ -5,6 +5,7 @@
 //! [`ring`] keeps them, [`serve`] answers readers, [`sinks`] send entries
 //! out. [`entry`] is the one entry model all of them share.
 
+pub mod cli;
 pub mod entry;
 pub mod ring;
 pub mod selflog;
