@@ -7,8 +7,11 @@
 
 pub mod cli;
 pub mod entry;
+pub mod filter;
+pub mod format;
 pub mod ring;
 pub mod selflog;
 pub mod serve;
 pub mod sinks;
 pub mod sources;
+pub mod timefmt;

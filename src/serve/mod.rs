@@ -1,3 +1,4 @@
 //! Serving readers: the memlogd query socket, and the daemon that ties sources, ring and servers together.
 
 pub mod daemon;
+pub mod memlogq;
