@@ -96,7 +96,12 @@ fn rewrite_memlogd(args: Vec<OsString>) -> Vec<OsString> {
             .iter()
             .find(|n| **n == name)
             .map(|n| (*n, true))
-            .or_else(|| MEMLOGD_BOOL_FLAGS.iter().find(|n| **n == name).map(|n| (*n, false)))
+            .or_else(|| {
+                MEMLOGD_BOOL_FLAGS
+                    .iter()
+                    .find(|n| **n == name)
+                    .map(|n| (*n, false))
+            })
     };
     map_go_flags(args, |name| table(name).map(|(n, v)| (format!("--{n}"), v)))
 }
@@ -254,7 +259,10 @@ mod tests {
 
     #[test]
     fn subcommands_pass_through() {
-        assert_eq!(rw(&["ringtail", "read", "-n", "5"]), ["ringtail", "read", "-n", "5"]);
+        assert_eq!(
+            rw(&["ringtail", "read", "-n", "5"]),
+            ["ringtail", "read", "-n", "5"]
+        );
         assert_eq!(
             rw(&["ringtail", "run", "-n", "x", "--", "sh", "-max-lines", "1"]),
             ["ringtail", "run", "-n", "x", "--", "sh", "-max-lines", "1"]
@@ -322,7 +330,14 @@ mod tests {
     fn invoked_as_memlogd() {
         assert_eq!(
             rw(&["/sbin/memlogd", "-daemonize", "-fd-log", "3"]),
-            ["/sbin/memlogd", "serve", "--memlogd-paths", "--daemonize", "--fd-log", "3"]
+            [
+                "/sbin/memlogd",
+                "serve",
+                "--memlogd-paths",
+                "--daemonize",
+                "--fd-log",
+                "3"
+            ]
         );
         assert_eq!(rw(&["memlogd"]), ["memlogd", "serve", "--memlogd-paths"]);
     }
@@ -331,7 +346,16 @@ mod tests {
     fn invoked_as_logread() {
         assert_eq!(
             rw(&["logread", "-F", "-socket", "/q.sock"]),
-            ["logread", "read", "--memlogd-paths", "-o", "logread", "-F", "--socket", "/q.sock"]
+            [
+                "logread",
+                "read",
+                "--memlogd-paths",
+                "-o",
+                "logread",
+                "-F",
+                "--socket",
+                "/q.sock"
+            ]
         );
     }
 
@@ -339,11 +363,29 @@ mod tests {
     fn invoked_as_logwrite_wrapper() {
         assert_eq!(
             rw(&["logwrite", "-n", "svc", "/bin/sh", "-c", "echo -n hi"]),
-            ["logwrite", "run", "--memlogd-paths", "-n", "svc", "--", "/bin/sh", "-c", "echo -n hi"]
+            [
+                "logwrite",
+                "run",
+                "--memlogd-paths",
+                "-n",
+                "svc",
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo -n hi"
+            ]
         );
         assert_eq!(
             rw(&["logwrite", "-socket=/l.sock", "--", "true"]),
-            ["logwrite", "run", "--memlogd-paths", "--socket-log", "/l.sock", "--", "true"]
+            [
+                "logwrite",
+                "run",
+                "--memlogd-paths",
+                "--socket-log",
+                "/l.sock",
+                "--",
+                "true"
+            ]
         );
     }
 
@@ -351,7 +393,15 @@ mod tests {
     fn invoked_as_logwrite_service() {
         assert_eq!(
             rw(&["logwrite", "-log-dir", "/d", "-max-log-size", "1000"]),
-            ["logwrite", "export", "--memlogd-paths", "--dir", "/d", "--max-log-size", "1000"]
+            [
+                "logwrite",
+                "export",
+                "--memlogd-paths",
+                "--dir",
+                "/d",
+                "--max-log-size",
+                "1000"
+            ]
         );
         assert_eq!(
             rw(&["logwrite"]),

@@ -131,11 +131,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     if num.is_empty() {
-        return Err(format!("size {text:?} has no number; write e.g. 1MiB or 1048576"));
+        return Err(format!(
+            "size {text:?} has no number; write e.g. 1MiB or 1048576"
+        ));
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("cannot read the number in size {text:?}; write e.g. 1MiB or 1048576"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        format!("cannot read the number in size {text:?}; write e.g. 1MiB or 1048576")
+    })?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
         return Err(format!("size {text:?} is too large"));

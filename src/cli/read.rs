@@ -62,7 +62,13 @@ pub struct ReadArgs {
     /// json (memlogd's lines), text (older memlogd), raw (messages only),
     /// etw (Docker's etwlogs messages), ndjson (every field, with seq and
     /// gap records).
-    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT", default_value = "logread")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "logread"
+    )]
     pub output: Format,
 }
 
@@ -117,7 +123,8 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
         .unwrap_or_else(|| super::default_query_socket(args.memlogd_paths));
     let request = args.request();
     let follows = request.mode != Mode::Dump;
-    let conn = memlogq::connect(&socket, &ClientRequest::Json(request)).map_err(|e| ReadError::Daemon(e.to_string()))?;
+    let conn = memlogq::connect(&socket, &ClientRequest::Json(request))
+        .map_err(|e| ReadError::Daemon(e.to_string()))?;
     let mut reader = BufReader::with_capacity(256 * 1024, conn);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -130,9 +137,9 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
             out.flush()?;
         }
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| ReadError::Daemon(format!("lost the connection to {}: {e}", socket.display())))?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| {
+            ReadError::Daemon(format!("lost the connection to {}: {e}", socket.display()))
+        })?;
         if n == 0 || !line.ends_with(b"\n") {
             out.flush()?;
             if follows {
@@ -151,16 +158,16 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
             }
             Ok(Record::Gap { first_seq, missed }) => {
                 out.flush()?;
-                eprintln!(
-                    "ringtail: {}",
-                    format::gap_message(first_seq, missed)
-                );
+                eprintln!("ringtail: {}", format::gap_message(first_seq, missed));
                 if args.output == Format::Ndjson {
                     out.write_all(&line)?;
                 }
             }
             Err(RecordError::Refused(reason)) => {
-                return Err(ReadError::Daemon(format!("{} refused the request: {reason}", socket.display())))
+                return Err(ReadError::Daemon(format!(
+                    "{} refused the request: {reason}",
+                    socket.display()
+                )))
             }
             Err(e @ RecordError::Malformed(_)) => return Err(ReadError::Daemon(e.to_string())),
         }

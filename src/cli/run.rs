@@ -50,7 +50,12 @@ pub struct RunArgs {
 }
 
 /// The signals passed on to the command.
-const FORWARDED: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// Runs `ringtail run`; returns the exit code.
 pub fn main(args: RunArgs) -> i32 {
@@ -122,7 +127,11 @@ fn run(args: &RunArgs) -> Result<i32, RunError> {
     // pipes reach end of file when the command (and its children) close them.
     drop(command);
     let mut child = spawned.map_err(|e| {
-        let code = if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 };
+        let code = if e.kind() == io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
         RunError {
             msg: format!("cannot run {}: {e}", program.to_string_lossy()),
             code,
@@ -187,7 +196,11 @@ enum Target {
 /// Copies `from` to our stdout/stderr and to the daemon's pipe until end
 /// of file. A destination that fails (our stdout closed, the daemon gone)
 /// is dropped; the other keeps getting the output.
-fn spawn_copy(mut from: File, target: Target, mut daemon: Option<File>) -> io::Result<JoinHandle<()>> {
+fn spawn_copy(
+    mut from: File,
+    target: Target,
+    mut daemon: Option<File>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ringtail-copy".into())
         .spawn(move || {

@@ -16,6 +16,9 @@ use crate::serve::daemon::{self, DaemonConfig, SocketSpec};
 use crate::serve::memlogq::{QueryConfig, QueryFormat};
 use crate::sources::{IngestConfig, LongLines, RateLimit};
 
+/// The smallest longest-entry the ring is opened with (see `to_config`).
+const MIN_ENTRY_LEN: usize = 1024;
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Entries kept in the ring; the oldest go first (memlogd's -max-lines).
@@ -123,14 +126,18 @@ fn parse_http(text: &str) -> Result<HttpListen, String> {
     }
     text.parse::<SocketAddr>()
         .map(HttpListen::Addr)
-        .map_err(|_| format!("{text:?} is not an address; write e.g. 127.0.0.1:9870, [::1]:9870 or off"))
+        .map_err(|_| {
+            format!("{text:?} is not an address; write e.g. 127.0.0.1:9870, [::1]:9870 or off")
+        })
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(digits, 8) {
         Ok(m) if m <= 0o777 => Ok(m),
-        _ => Err(format!("{text:?} is not a permission mode; write it in octal, e.g. 0660")),
+        _ => Err(format!(
+            "{text:?} is not a permission mode; write it in octal, e.g. 0660"
+        )),
     }
 }
 
@@ -164,8 +171,12 @@ impl ServeArgs {
     /// The daemon configuration these flags describe.
     pub fn to_config(&self) -> Result<DaemonConfig, String> {
         let mut ring = RingConfig::new(self.max_lines);
-        ring.max_bytes = self.max_bytes.unwrap_or_else(|| default_max_bytes(self.max_lines));
-        ring.max_entry_len = self.max_line_len;
+        ring.max_bytes = self
+            .max_bytes
+            .unwrap_or_else(|| default_max_bytes(self.max_lines));
+        // Ingest cuts lines at --max-line-len itself; the ring keeps room
+        // for at least 1 KiB so that ringtail's own entries stay whole.
+        ring.max_entry_len = self.max_line_len.max(MIN_ENTRY_LEN);
         ring.max_origins = self.max_sources;
         ring.file = self.ring_file.clone();
         ring.reset = self.ring_reset;
@@ -203,7 +214,10 @@ impl ServeArgs {
         };
         let socket_dir = (uses_default_dir && !self.memlogd_paths).then(|| {
             let root = rustix::process::geteuid().is_root();
-            (super::default_socket_dir(), if root { 0o755 } else { 0o700 })
+            (
+                super::default_socket_dir(),
+                if root { 0o755 } else { 0o700 },
+            )
         });
         Ok(DaemonConfig {
             ring,
@@ -275,14 +289,18 @@ mod tests {
 
     #[test]
     fn memlogd_paths_and_overrides() {
-        let c = parse(&["--memlogd-paths", "--socket-query", "/x/q.sock"]).to_config().unwrap();
+        let c = parse(&["--memlogd-paths", "--socket-query", "/x/q.sock"])
+            .to_config()
+            .unwrap();
         assert_eq!(
             c.log_socket,
             SocketSpec::Path(PathBuf::from("/var/run/linuxkit-external-logging.sock"))
         );
         assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/x/q.sock")));
         assert!(c.socket_dir.is_none());
-        let c = parse(&["--fd-log", "3", "--fd-query", "-1", "--socket-query", "/q"]).to_config().unwrap();
+        let c = parse(&["--fd-log", "3", "--fd-query", "-1", "--socket-query", "/q"])
+            .to_config()
+            .unwrap();
         assert_eq!(c.log_socket, SocketSpec::Fd(3));
         assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/q")));
     }
@@ -296,8 +314,14 @@ mod tests {
                 interval: Duration::from_secs(1)
             })
         );
-        assert_eq!(parse_rate_limit("50/s").unwrap().interval, Duration::from_secs(1));
-        assert_eq!(parse_rate_limit("50/500ms").unwrap().interval, Duration::from_millis(500));
+        assert_eq!(
+            parse_rate_limit("50/s").unwrap().interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            parse_rate_limit("50/500ms").unwrap().interval,
+            Duration::from_millis(500)
+        );
         assert!(parse_rate_limit("0/1s").is_err());
         assert!(parse_rate_limit("x/1s").is_err());
         assert_eq!(parse_mode("0600"), Ok(0o600));
@@ -305,7 +329,14 @@ mod tests {
         assert_eq!(parse_http("off"), Ok(HttpListen::Off));
         assert!(matches!(parse_http("127.0.0.1:1"), Ok(HttpListen::Addr(_))));
         assert!(parse_http("localhost").is_err());
-        let a = parse(&["--max-bytes", "1MiB", "--long-lines", "truncate", "--query-format", "text"]);
+        let a = parse(&[
+            "--max-bytes",
+            "1MiB",
+            "--long-lines",
+            "truncate",
+            "--query-format",
+            "text",
+        ]);
         assert_eq!(a.max_bytes, Some(1 << 20));
         assert_eq!(a.long_lines, LongLines::Truncate);
         assert!(parse(&["--max-lines", "2"]).to_config().is_err());

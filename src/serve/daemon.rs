@@ -140,8 +140,10 @@ async fn serve(
     let start_err = |what: &str, e: io::Error| DaemonError::Start(format!("{what}: {e}"));
     // Handlers go in before readiness is reported, so a SIGTERM sent as soon
     // as the sockets answer is not lost.
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| start_err("cannot handle SIGTERM", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| start_err("cannot handle SIGINT", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| start_err("cannot handle SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| start_err("cannot handle SIGINT", e))?;
 
     let selflog = SelfLog::new(ring.clone())?;
     let token = CancellationToken::new();
@@ -179,8 +181,10 @@ async fn serve(
         selflog.warn(msg);
     }
 
-    let log_socket = to_tokio_datagram(bound.log).map_err(|e| start_err("cannot use the ingest socket", e))?;
-    let query_listener = to_tokio_listener(bound.query).map_err(|e| start_err("cannot use the query socket", e))?;
+    let log_socket =
+        to_tokio_datagram(bound.log).map_err(|e| start_err("cannot use the ingest socket", e))?;
+    let query_listener =
+        to_tokio_listener(bound.query).map_err(|e| start_err("cannot use the query socket", e))?;
     let mut ingest = tokio::spawn(fdpass::serve(
         log_socket,
         ring.clone(),
@@ -202,20 +206,21 @@ async fn serve(
     );
     report_ready(ready);
 
-    let task_result = |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| match r {
-        Ok(Ok(())) => Err(DaemonError::Task {
-            what,
-            error: "it ended on its own".into(),
-        }),
-        Ok(Err(e)) => Err(DaemonError::Task {
-            what,
-            error: e.to_string(),
-        }),
-        Err(e) => Err(DaemonError::Task {
-            what,
-            error: e.to_string(),
-        }),
-    };
+    let task_result =
+        |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| match r {
+            Ok(Ok(())) => Err(DaemonError::Task {
+                what,
+                error: "it ended on its own".into(),
+            }),
+            Ok(Err(e)) => Err(DaemonError::Task {
+                what,
+                error: e.to_string(),
+            }),
+            Err(e) => Err(DaemonError::Task {
+                what,
+                error: e.to_string(),
+            }),
+        };
     let (reason, mut outcome) = tokio::select! {
         _ = sigterm.recv() => ("SIGTERM".to_string(), Ok(())),
         _ = sigint.recv() => ("SIGINT".to_string(), Ok(())),
@@ -248,9 +253,13 @@ async fn serve(
         }
         match tokio::time::timeout(DRAIN, task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("ringtail: warning: {what} ended with an error while stopping: {e}"),
+            Ok(Ok(Err(e))) => {
+                eprintln!("ringtail: warning: {what} ended with an error while stopping: {e}")
+            }
             Ok(Err(e)) => eprintln!("ringtail: warning: {what} failed while stopping: {e}"),
-            Err(_) => eprintln!("ringtail: warning: {what} did not stop within {DRAIN:?}; stopping anyway"),
+            Err(_) => eprintln!(
+                "ringtail: warning: {what} did not stop within {DRAIN:?}; stopping anyway"
+            ),
         }
     }
     selflog.info(format!("ringtail stopped ({reason})"));
@@ -264,7 +273,9 @@ async fn serve(
         if let Err(e) = ring.flush() {
             eprintln!("ringtail: warning: cannot flush the ring file: {e}");
             if outcome.is_ok() {
-                outcome = Err(DaemonError::Start(format!("cannot flush the ring file: {e}")));
+                outcome = Err(DaemonError::Start(format!(
+                    "cannot flush the ring file: {e}"
+                )));
             }
         }
     }
@@ -278,8 +289,12 @@ fn start_summary(config: &DaemonConfig, bound: &Bound, ring: &Ring) -> String {
         Some(f) => format!("file {}", f.display()),
         None => "memory".to_string(),
     };
-    let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string()).unwrap_or_default();
-    let long_lines = name(clap::ValueEnum::to_possible_value(&config.ingest.long_lines));
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map(|v| v.get_name().to_string()).unwrap_or_default()
+    };
+    let long_lines = name(clap::ValueEnum::to_possible_value(
+        &config.ingest.long_lines,
+    ));
     let query_format = name(clap::ValueEnum::to_possible_value(&config.query.format));
     let rate = match config.ingest.rate_limit {
         Some(r) => format!("{}/{:?}", r.lines, r.interval),
@@ -328,7 +343,9 @@ fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
         }
     }
     let mut created = Vec::new();
-    let needs_dir = |spec: &SocketSpec, from_systemd: bool| matches!(spec, SocketSpec::Path(_)) && !from_systemd;
+    let needs_dir = |spec: &SocketSpec, from_systemd: bool| {
+        matches!(spec, SocketSpec::Path(_)) && !from_systemd
+    };
     if needs_dir(&config.log_socket, activated.datagram.is_some())
         || needs_dir(&config.query_socket, activated.stream.is_some())
     {
@@ -370,7 +387,8 @@ fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
         }
         (SocketSpec::Path(path), None) => {
             let bound = check_stale(path, SockType::Stream, &config.query_flag).and_then(|()| {
-                with_umask(0o177, || UnixListener::bind(path)).map_err(|e| bind_error(path, &e, &config.query_flag))
+                with_umask(0o177, || UnixListener::bind(path))
+                    .map_err(|e| bind_error(path, &e, &config.query_flag))
             });
             let sock = match bound {
                 Ok(s) => s,
@@ -496,10 +514,12 @@ fn bind_error(path: &Path, e: &io::Error, flag: &str) -> DaemonError {
         io::ErrorKind::PermissionDenied => {
             format!("cannot bind {shown}: permission denied; run as root or pass {flag} PATH")
         }
-        io::ErrorKind::NotFound => format!(
+        io::ErrorKind::NotFound => {
+            format!(
             "cannot bind {shown}: the directory {} does not exist; create it or pass {flag} PATH",
             path.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
-        ),
+        )
+        }
         io::ErrorKind::AddrInUse => {
             format!("another ringtail (or memlogd) is listening on {shown}; stop it or pass {flag} PATH")
         }
@@ -726,11 +746,17 @@ fn report_ready(ready: Option<OwnedFd>) {
 /// never wait for it, and what it falls behind on is reported as a gap
 /// line. Stops once `token` is cancelled and everything up to then is
 /// printed.
-fn spawn_echo(ring: Arc<Ring>, token: CancellationToken) -> io::Result<std::thread::JoinHandle<()>> {
+fn spawn_echo(
+    ring: Arc<Ring>,
+    token: CancellationToken,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    // Start from the entry appended next, not from wherever the ring is
+    // once the thread runs.
+    let from = ring.published_seq();
     std::thread::Builder::new()
         .name("ringtail-echo".into())
         .spawn(move || {
-            let mut cursor = ring.follow(All);
+            let mut cursor = ring.cursor(from, All);
             let mut batch = ReadBatch::new();
             let mut out = Vec::with_capacity(64 * 1024);
             let stdout = io::stdout();
@@ -741,9 +767,13 @@ fn spawn_echo(ring: Arc<Ring>, token: CancellationToken) -> io::Result<std::thre
                 for item in batch.iter() {
                     match item {
                         Read::Entry(e) => format::write_entry(&mut out, Format::Logread, &e),
-                        Read::Gap { first_seq, missed } => {
-                            format::write_gap(&mut out, Format::Logread, first_seq, missed, crate::timefmt::now_ns())
-                        }
+                        Read::Gap { first_seq, missed } => format::write_gap(
+                            &mut out,
+                            Format::Logread,
+                            first_seq,
+                            missed,
+                            crate::timefmt::now_ns(),
+                        ),
                     }
                 }
                 if !out.is_empty() {

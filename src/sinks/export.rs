@@ -191,10 +191,17 @@ impl Exporter {
     /// state and cuts back what an interrupted batch wrote.
     pub fn open(config: ExportConfig) -> Result<Exporter, ExportError> {
         let dir = &config.dir;
-        fs::create_dir_all(dir)
-            .map_err(|e| ExportError::Dir(format!("cannot create {}: {e}; pass --dir DIR", dir.display())))?;
+        fs::create_dir_all(dir).map_err(|e| {
+            ExportError::Dir(format!(
+                "cannot create {}: {e}; pass --dir DIR",
+                dir.display()
+            ))
+        })?;
         let lock_file = open_regular(&dir.join(LOCK_FILE), OpenMode::Create).map_err(|e| {
-            ExportError::Dir(format!("cannot open the lock file in {}: {e}", dir.display()))
+            ExportError::Dir(format!(
+                "cannot open the lock file in {}: {e}",
+                dir.display()
+            ))
         })?;
         let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
             |(_, e)| {
@@ -281,7 +288,10 @@ impl Exporter {
                 Err(e) => return Err(e),
             };
             if warned_connect {
-                eprintln!("ringtail export: connected to {}", self.config.socket.display());
+                eprintln!(
+                    "ringtail export: connected to {}",
+                    self.config.socket.display()
+                );
                 warned_connect = false;
             }
             backoff = Duration::from_millis(200);
@@ -309,7 +319,9 @@ impl Exporter {
             }
             // The daemon went away (restarted?): pick up where we are.
             match ended {
-                ConnEnd::Failed(e) => eprintln!("ringtail export: lost the daemon ({e}); reconnecting"),
+                ConnEnd::Failed(e) => {
+                    eprintln!("ringtail export: lost the daemon ({e}); reconnecting")
+                }
                 _ => eprintln!("ringtail export: the daemon closed the connection; reconnecting"),
             }
             if stop.sleep(backoff) {
@@ -341,7 +353,8 @@ impl Exporter {
             format: Some(Format::Ndjson),
             ..JsonRequest::default()
         });
-        memlogq::connect(&self.config.socket, &request).map_err(|e| ExportError::Connect(e.to_string()))
+        memlogq::connect(&self.config.socket, &request)
+            .map_err(|e| ExportError::Connect(e.to_string()))
     }
 
     /// Reads one connection to its end, writing what it brings; an error
@@ -374,7 +387,9 @@ impl Exporter {
                         self.write_batch(&batch)?;
                         return Ok(ConnEnd::Refused(reason));
                     }
-                    Err(e @ RecordError::Malformed(_)) => eprintln!("ringtail export: skipping a line: {e}"),
+                    Err(e @ RecordError::Malformed(_)) => {
+                        eprintln!("ringtail export: skipping a line: {e}")
+                    }
                 }
                 if batch.len() >= BATCH || memchr::memchr(b'\n', reader.buffer()).is_none() {
                     break;
@@ -403,10 +418,19 @@ impl Exporter {
                     let after = e.seq.saturating_add(1).max(next_seq);
                     next_seq = after;
                     let source = e.origin.source.as_str();
-                    if self.config.skip_prefixes.iter().any(|p| source.starts_with(p.as_str())) {
+                    if self
+                        .config
+                        .skip_prefixes
+                        .iter()
+                        .any(|p| source.starts_with(p.as_str()))
+                    {
                         continue;
                     }
-                    lines.push((log_file_name(source), format_line(e.time, source, &e.msg), after));
+                    lines.push((
+                        log_file_name(source),
+                        format_line(e.time, source, &e.msg),
+                        after,
+                    ));
                 }
                 Record::Gap { first_seq, missed } => {
                     let after = first_seq.saturating_add(*missed).max(next_seq);
@@ -418,7 +442,11 @@ impl Exporter {
                     );
                     eprintln!("ringtail {note}");
                     let now = crate::timefmt::now_ns();
-                    lines.push((log_file_name(GAP_SOURCE), format_line(now, GAP_SOURCE, note.as_bytes()), after));
+                    lines.push((
+                        log_file_name(GAP_SOURCE),
+                        format_line(now, GAP_SOURCE, note.as_bytes()),
+                        after,
+                    ));
                 }
             }
         }
@@ -593,7 +621,9 @@ pub fn file_stem(source: &str) -> String {
     if out.len() > MAX_STEM {
         let mut cut = MAX_STEM;
         // Never cut inside a %XX escape.
-        while (cut > 0 && out.as_bytes()[cut - 1] == b'%') || (cut > 1 && out.as_bytes()[cut - 2] == b'%') {
+        while (cut > 0 && out.as_bytes()[cut - 1] == b'%')
+            || (cut > 1 && out.as_bytes()[cut - 2] == b'%')
+        {
             cut -= 1;
         }
         out.truncate(cut);
@@ -617,7 +647,10 @@ pub fn source_of_stem(stem: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = stem.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)) {
+            if !hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+            {
                 return None;
             }
             out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -696,14 +729,20 @@ fn read_state(dir: &Path) -> Result<State, ExportError> {
     let path = dir.join(STATE_FILE);
     let text = match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(e) => return Err(ExportError::Dir(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(ExportError::Dir(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
         Ok(md) if !md.file_type().is_file() => {
             return Err(ExportError::Dir(format!(
                 "{} is not a regular file; remove it to start the export from the oldest entry",
                 path.display()
             )))
         }
-        Ok(_) => fs::read(&path).map_err(|e| ExportError::Dir(format!("cannot read {}: {e}", path.display())))?,
+        Ok(_) => fs::read(&path)
+            .map_err(|e| ExportError::Dir(format!("cannot read {}: {e}", path.display())))?,
     };
     serde_json::from_slice(&text).map_err(|e| {
         ExportError::Dir(format!(
@@ -716,7 +755,12 @@ fn read_state(dir: &Path) -> Result<State, ExportError> {
 /// Replaces the state file atomically: a temporary file, then a rename.
 fn write_state(dir: &Path, state: &State) -> Result<(), ExportError> {
     let tmp = dir.join(STATE_TMP);
-    let fail = |e: io::Error| ExportError::Write(format!("cannot write {}: {e}", dir.join(STATE_FILE).display()));
+    let fail = |e: io::Error| {
+        ExportError::Write(format!(
+            "cannot write {}: {e}",
+            dir.join(STATE_FILE).display()
+        ))
+    };
     let text = serde_json::to_vec(state).expect("the state serializes");
     match fs::remove_file(&tmp) {
         Ok(()) => {}
@@ -763,8 +807,16 @@ mod tests {
             let stem = file_stem(n);
             assert!(!stem.is_empty());
             assert!(!stem.starts_with('.'), "{n:?} -> {stem:?}");
-            assert!(stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-%~".contains(&b)), "{stem:?}");
-            assert_eq!(source_of_stem(&stem).as_deref(), Some(n), "{n:?} -> {stem:?}");
+            assert!(
+                stem.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-%~".contains(&b)),
+                "{stem:?}"
+            );
+            assert_eq!(
+                source_of_stem(&stem).as_deref(),
+                Some(n),
+                "{n:?} -> {stem:?}"
+            );
             assert!(seen.insert(stem), "collision for {n:?}");
         }
         // Only a leading `.` needs encoding: with `/` encoded, a later `..` is

@@ -23,7 +23,10 @@ pub enum Record {
     Entry(Entry),
     /// `missed` entries from `first_seq` on were gone before this reader
     /// got them.
-    Gap { first_seq: u64, missed: u64 },
+    Gap {
+        first_seq: u64,
+        missed: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -153,11 +156,18 @@ mod tests {
 
     #[test]
     fn memlogd_json_lines() {
-        let r = parse_record(br#"{"time":"2018-07-08T09:16:53.123456789Z","source":"a","msg":"hi"}"#).unwrap();
-        let Record::Entry(e) = r else { panic!("not an entry") };
+        let r =
+            parse_record(br#"{"time":"2018-07-08T09:16:53.123456789Z","source":"a","msg":"hi"}"#)
+                .unwrap();
+        let Record::Entry(e) = r else {
+            panic!("not an entry")
+        };
         assert_eq!(e.msg, b"hi");
         assert_eq!(e.time, 1_531_041_413_123_456_789);
-        assert!(matches!(parse_record(b"not json"), Err(RecordError::Malformed(_))));
+        assert!(matches!(
+            parse_record(b"not json"),
+            Err(RecordError::Malformed(_))
+        ));
         assert_eq!(
             parse_record(br#"{"error":"no"}"#),
             Err(RecordError::Refused("no".into()))
