@@ -619,7 +619,7 @@ fn daemonize_returns_once_serving() {
     let pid: i32 = dump
         .split(", pid ")
         .nth(1)
-        .and_then(|rest| rest.trim().split_whitespace().next())
+        .and_then(|rest| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in the start entry: {dump}"));
     let guard = KillOnDrop(Pid::from_raw(pid));
