@@ -629,7 +629,8 @@ fn daemonize_returns_once_serving() {
     });
 }
 
-/// Kills a daemon this test started indirectly if the test fails first.
+/// Kills a daemon this test started (possibly indirectly) if the test
+/// fails first.
 struct KillOnDrop(Pid);
 
 impl Drop for KillOnDrop {
@@ -754,4 +755,50 @@ fn bad_flags_say_what_is_wrong() {
     assert!(text(&o.stderr).contains("1000/1s"), "{}", text(&o.stderr));
     let o = Command::new(bin()).arg("-bogus-flag").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn installed_as_memlogd_logwrite_and_logread() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = |name: &str| {
+        let p = dir.path().join(name);
+        std::os::unix::fs::symlink(bin(), &p).unwrap();
+        p
+    };
+    let (memlogd, logwrite, logread) = (link("memlogd"), link("logwrite"), link("logread"));
+    let log = dir.path().join("l.sock");
+    let query = dir.path().join("q.sock");
+    let mut child = Command::new(&memlogd)
+        .arg("-socket-log")
+        .arg(&log)
+        .arg("-socket-query")
+        .arg(&query)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(Pid::from_raw(child.id() as i32));
+    wait_for("memlogd's sockets", || is_socket(&log) && is_socket(&query));
+
+    let o = Command::new(&logwrite)
+        .arg("-socket")
+        .arg(&log)
+        .args(["-n", "svc", "sh", "-c", "echo via-logwrite"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "via-logwrite\n");
+
+    let mut out = String::new();
+    wait_for("logread to show the line", || {
+        let o = Command::new(&logread)
+            .arg("-socket")
+            .arg(&query)
+            .output()
+            .unwrap();
+        out = text(&o.stdout);
+        out.contains(";svc.out;via-logwrite\n")
+    });
+    kill(guard.0, Signal::SIGTERM).unwrap();
+    assert!(wait_exit(&mut child).success());
 }

@@ -111,6 +111,17 @@ struct Bound {
 /// binds.
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let bound = bind_sockets(&config)?;
+    let created = bound.created.clone();
+    let result = run_bound(config, bound);
+    if result.is_err() {
+        // Whatever went wrong after binding, leave no socket file behind
+        // (at a normal stop `serve` has removed them already).
+        remove_created(&created);
+    }
+    result
+}
+
+fn run_bound(config: DaemonConfig, bound: Bound) -> Result<(), DaemonError> {
     match fdpass::raise_fd_limit() {
         Ok(_) => {}
         Err(e) => eprintln!("ringtail: warning: cannot raise the open-file limit ({e}); fewer sources can be read at once"),
@@ -150,12 +161,12 @@ async fn serve(
     // The echo follower starts first, so it prints the start entry and
     // every line after it.
     let echo_stop = CancellationToken::new();
-    let echo = match config.echo {
-        true => Some(
-            spawn_echo(ring.clone(), echo_stop.clone())
-                .map_err(|e| start_err("cannot start the --echo thread", e))?,
-        ),
-        false => None,
+    let echo = if config.echo {
+        let thread = spawn_echo(ring.clone(), echo_stop.clone())
+            .map_err(|e| start_err("cannot start the --echo thread", e))?;
+        Some(thread)
+    } else {
+        None
     };
 
     let recovery = ring.recovery();
