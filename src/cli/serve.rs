@@ -72,8 +72,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub socket_log: Option<PathBuf>,
 
-    /// The query socket (memlogd's -socket-query). Default: query.sock next
-    /// to the ingest socket.
+    /// The query socket (memlogd's -socket-query). Default: query.sock in
+    /// the same directory as the default ingest socket.
     #[arg(long, value_name = "PATH")]
     pub socket_query: Option<PathBuf>,
 

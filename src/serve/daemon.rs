@@ -137,7 +137,11 @@ fn run_bound(config: DaemonConfig, bound: Bound) -> Result<(), DaemonError> {
         .thread_name("ringtail")
         .build()
         .map_err(|e| DaemonError::Start(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(config, bound, ring, ready))
+    let result = runtime.block_on(serve(config, bound, ring, ready));
+    // A source read on the blocking pool that is stuck in a read must not
+    // keep the process from exiting.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// The part that runs on the runtime.
@@ -217,31 +221,24 @@ async fn serve(
     );
     report_ready(ready);
 
-    let task_result =
-        |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| match r {
-            Ok(Ok(())) => Err(DaemonError::Task {
-                what,
-                error: "it ended on its own".into(),
-            }),
-            Ok(Err(e)) => Err(DaemonError::Task {
-                what,
-                error: e.to_string(),
-            }),
-            Err(e) => Err(DaemonError::Task {
-                what,
-                error: e.to_string(),
-            }),
+    let failed = |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| {
+        let error = match r {
+            Ok(Ok(())) => "it ended on its own".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
         };
+        DaemonError::Task { what, error }
+    };
     let (reason, mut outcome) = tokio::select! {
         _ = sigterm.recv() => ("SIGTERM".to_string(), Ok(())),
         _ = sigint.recv() => ("SIGINT".to_string(), Ok(())),
         r = &mut ingest => {
-            let o = task_result("the ingest socket", r);
-            (format!("{}", o.as_ref().unwrap_err()), o)
+            let e = failed("the ingest socket", r);
+            (e.to_string(), Err(e))
         }
         r = &mut queries => {
-            let o = task_result("the query socket", r);
-            (format!("{}", o.as_ref().unwrap_err()), o)
+            let e = failed("the query socket", r);
+            (e.to_string(), Err(e))
         }
     };
 
