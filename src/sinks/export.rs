@@ -167,7 +167,11 @@ struct State {
 /// An open log file and its size.
 struct LogFile {
     file: File,
+    /// Its size, counting `unwritten`.
     size: u64,
+    /// Lines of the current transaction not yet written (one write per
+    /// file per batch instead of one per line).
+    unwritten: Vec<u8>,
 }
 
 /// The exporter: the directory, its state, the files it has open.
@@ -476,8 +480,22 @@ impl Exporter {
             // Only skipped entries: move on all the same.
             self.commit(next_seq)?;
         }
-        for f in self.files.values_mut() {
-            let _ = f.file.flush();
+        Ok(())
+    }
+
+    /// Writes every file's buffered lines.
+    fn write_out(&mut self) -> Result<(), ExportError> {
+        for (name, f) in self.files.iter_mut() {
+            if f.unwritten.is_empty() {
+                continue;
+            }
+            f.file.write_all(&f.unwritten).map_err(|e| {
+                ExportError::Write(format!(
+                    "cannot write to {}: {e}",
+                    self.config.dir.join(name).display()
+                ))
+            })?;
+            f.unwritten.clear();
         }
         Ok(())
     }
@@ -497,6 +515,8 @@ impl Exporter {
     }
 
     fn commit(&mut self, next_seq: u64) -> Result<(), ExportError> {
+        // The lines first, then the state that says they are there.
+        self.write_out()?;
         self.state.next_seq = next_seq;
         self.state.pending.clear();
         write_state(&self.config.dir, &self.state)
@@ -505,11 +525,8 @@ impl Exporter {
     /// Appends a line; returns whether the file passed the size limit.
     fn append(&mut self, name: &str, line: &[u8]) -> Result<bool, ExportError> {
         let max = self.config.max_log_size;
-        let dir = self.config.dir.clone();
         let f = self.file(name)?;
-        f.file.write_all(line).map_err(|e| {
-            ExportError::Write(format!("cannot write to {}: {e}", dir.join(name).display()))
-        })?;
+        f.unwritten.extend_from_slice(line);
         f.size += line.len() as u64;
         let full = f.size > max;
         self.written += 1;
@@ -520,6 +537,7 @@ impl Exporter {
     fn file(&mut self, name: &str) -> Result<&mut LogFile, ExportError> {
         if !self.files.contains_key(name) {
             if self.files.len() >= MAX_OPEN {
+                self.write_out()?;
                 self.files.clear();
             }
             let path = self.config.dir.join(name);
@@ -529,13 +547,21 @@ impl Exporter {
                 .metadata()
                 .map_err(|e| ExportError::Write(format!("cannot inspect {}: {e}", path.display())))?
                 .len();
-            self.files.insert(name.to_string(), LogFile { file, size });
+            self.files.insert(
+                name.to_string(),
+                LogFile {
+                    file,
+                    size,
+                    unwritten: Vec::new(),
+                },
+            );
         }
         Ok(self.files.get_mut(name).expect("inserted above"))
     }
 
     /// `x.log` -> `x.log.0` -> `x.log.1` ... keeping `max_log_files`.
     fn rotate(&mut self, name: &str) -> Result<(), ExportError> {
+        self.write_out()?;
         self.files.remove(name);
         let dir = &self.config.dir;
         let keep = self.config.max_log_files;
