@@ -303,6 +303,10 @@ fn run_logs_both_streams_and_passes_the_exit_code() {
 
     let raw = text(&d.read(&["-o", "raw", "--source", "NAME.out"]).stdout);
     assert_eq!(raw, "out\n");
+    let old_memlogd = text(&d.read(&["-o", "text", "--source", "NAME.out"]).stdout);
+    assert!(old_memlogd.ends_with("Z,NAME.out;out\n"), "{old_memlogd}");
+    let etw = text(&d.read(&["-o", "etw", "--source", "NAME"]).stdout);
+    assert!(etw.contains(", log: err"), "{etw}");
 
     let exact = text(&d.read(&["-o", "logread", "--source", "NAME"]).stdout);
     assert_eq!(exact.lines().count(), 1, "{exact}");

@@ -78,12 +78,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 /// `/tmp/ringtail-$UID`.
 pub fn default_socket_dir() -> PathBuf {
     let uid = rustix::process::geteuid();
-    if uid.is_root() {
+    socket_dir_for(uid.as_raw(), std::env::var_os("XDG_RUNTIME_DIR"))
+}
+
+/// [`default_socket_dir`] for a given uid and `$XDG_RUNTIME_DIR`.
+fn socket_dir_for(uid: u32, xdg_runtime_dir: Option<OsString>) -> PathBuf {
+    if uid == 0 {
         return PathBuf::from("/run/ringtail");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
+    match xdg_runtime_dir {
+        // A relative or empty value is not a runtime dir (the XDG spec
+        // says to ignore it).
         Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join("ringtail"),
-        _ => PathBuf::from(format!("/tmp/ringtail-{}", uid.as_raw())),
+        _ => PathBuf::from(format!("/tmp/ringtail-{uid}")),
     }
 }
 
@@ -165,6 +172,22 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("1XB").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn default_socket_dirs() {
+        let dir = |uid, xdg: Option<&str>| socket_dir_for(uid, xdg.map(OsString::from));
+        assert_eq!(dir(0, Some("/run/user/0")), PathBuf::from("/run/ringtail"));
+        assert_eq!(
+            dir(1000, Some("/run/user/1000")),
+            PathBuf::from("/run/user/1000/ringtail")
+        );
+        assert_eq!(dir(1000, None), PathBuf::from("/tmp/ringtail-1000"));
+        assert_eq!(dir(1000, Some("")), PathBuf::from("/tmp/ringtail-1000"));
+        assert_eq!(
+            dir(1000, Some("relative")),
+            PathBuf::from("/tmp/ringtail-1000")
+        );
     }
 
     #[test]
