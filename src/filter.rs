@@ -85,7 +85,11 @@ pub enum FilterError {
     /// A regex that did not compile (or is too big).
     Regex { param: String, error: String },
     /// A source pattern that did not compile.
-    Source { param: String, pattern: String, error: String },
+    Source {
+        param: String,
+        pattern: String,
+        error: String,
+    },
     /// `label.` with no key, or a key with characters other than
     /// letters, digits, `_`, `-` and `.`.
     LabelKey { param: String },
@@ -346,8 +350,7 @@ impl FilterBuilder {
 /// Label keys as Loki and Prometheus allow them, plus `.` and `-`.
 fn valid_label_key(k: &str) -> bool {
     !k.is_empty()
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
@@ -468,7 +471,13 @@ mod tests {
     use super::*;
     use crate::entry::Flags;
 
-    fn entry<'a>(origin: &'a Origin, seq: u64, time: u64, flags: Flags, msg: &'a [u8]) -> EntryRef<'a> {
+    fn entry<'a>(
+        origin: &'a Origin,
+        seq: u64,
+        time: u64,
+        flags: Flags,
+        msg: &'a [u8],
+    ) -> EntryRef<'a> {
         EntryRef {
             seq,
             time,
@@ -493,7 +502,11 @@ mod tests {
 
     #[test]
     fn sources_exact_and_wildcards() {
-        let f = Filter::builder().source("web*").source("db.out").build().unwrap();
+        let f = Filter::builder()
+            .source("web*")
+            .source("db.out")
+            .build()
+            .unwrap();
         let ok = |s: &str| f.origin(&Origin::new(s));
         assert!(ok("web") && ok("web.out") && ok("web/x") && ok("db.out"));
         assert!(!ok("db") && !ok("xweb") && !ok("db.outx"));
@@ -513,7 +526,11 @@ mod tests {
             assert!(f.origin(&Origin::new(s)), "{s}");
         }
         assert!(!f.origin(&Origin::new("web1")) && !f.origin(&Origin::new("ab")));
-        let f = Filter::builder().source("a/**/b").source("**").build().unwrap();
+        let f = Filter::builder()
+            .source("a/**/b")
+            .source("**")
+            .build()
+            .unwrap();
         assert!(f.origin(&Origin::new("anything")));
     }
 
@@ -529,17 +546,30 @@ mod tests {
         ])
         .unwrap();
         let s = 1_000_000_000u64;
-        let o = Origin::new("x").with_label("app", "caddy").with_label("env", "prod");
+        let o = Origin::new("x")
+            .with_label("app", "caddy")
+            .with_label("env", "prod");
         let err = Flags::default().with_stream(Some(Stream::Stderr));
         assert!(passes(&f, &entry(&o, 1, 100 * s, err, b"m")));
-        assert!(!passes(&f, &entry(&o, 1, 200 * s, err, b"m")), "until is exclusive");
+        assert!(
+            !passes(&f, &entry(&o, 1, 200 * s, err, b"m")),
+            "until is exclusive"
+        );
         assert!(!passes(&f, &entry(&o, 1, 100 * s - 1, err, b"m")));
-        assert!(!passes(&f, &entry(&o, 1, 150 * s, Flags::default(), b"m")), "no stream");
+        assert!(
+            !passes(&f, &entry(&o, 1, 150 * s, Flags::default(), b"m")),
+            "no stream"
+        );
         let out = Flags::default().with_stream(Some(Stream::Stdout));
         assert!(!passes(&f, &entry(&o, 1, 150 * s, out, b"m")));
         let o2 = Origin::new("x").with_label("app", "caddy");
-        assert!(!passes(&f, &entry(&o2, 1, 150 * s, err, b"m")), "env missing");
-        let o3 = Origin::new("x").with_label("app", "apache").with_label("env", "prod");
+        assert!(
+            !passes(&f, &entry(&o2, 1, 150 * s, err, b"m")),
+            "env missing"
+        );
+        let o3 = Origin::new("x")
+            .with_label("app", "apache")
+            .with_label("env", "prod");
         assert!(!passes(&f, &entry(&o3, 1, 150 * s, err, b"m")));
         assert_eq!(f.since_ns(), Some(100 * s));
         assert_eq!(f.until_ns(), Some(200 * s));
@@ -547,16 +577,27 @@ mod tests {
 
     #[test]
     fn message_conditions() {
-        let f = Filter::from_pairs([("contains", "err"), ("regex", r"code=\d+$"), ("since_seq", "5")])
-            .unwrap();
+        let f = Filter::from_pairs([
+            ("contains", "err"),
+            ("regex", r"code=\d+$"),
+            ("since_seq", "5"),
+        ])
+        .unwrap();
         let o = Origin::new("x");
         let e = |seq, m: &'static [u8]| entry(&o, seq, 0, Flags::default(), m);
         assert!(passes(&f, &e(6, b"error code=42")));
-        assert!(!passes(&f, &e(5, b"error code=42")), "since_seq is exclusive");
+        assert!(
+            !passes(&f, &e(5, b"error code=42")),
+            "since_seq is exclusive"
+        );
         assert!(!passes(&f, &e(6, b"warn code=42")));
         assert!(!passes(&f, &e(6, b"error code=x")));
         // Bytes that are not UTF-8 are searched as bytes.
-        let f = Filter::builder().contains(b"\xff\x00").regex("^a").build().unwrap();
+        let f = Filter::builder()
+            .contains(b"\xff\x00")
+            .regex("^a")
+            .build()
+            .unwrap();
         assert!(passes(&f, &e(1, b"a \xff\x00 b")));
         assert!(!passes(&f, &e(1, b"a \xff b")));
         assert_eq!(f.seq_range(), 0..u64::MAX);
@@ -580,9 +621,16 @@ mod tests {
         assert!(matches!(e, FilterError::Time { .. }));
         assert!(e.to_string().starts_with("parameter `since`:"), "{e}");
         let e = err(&[("stream", "stdin")]);
-        assert!(e.to_string().contains("`stream`") && e.to_string().contains("stdout"), "{e}");
+        assert!(
+            e.to_string().contains("`stream`") && e.to_string().contains("stdout"),
+            "{e}"
+        );
         let e = err(&[("regex", "(")]);
-        assert!(e.to_string().starts_with("parameter `regex`: bad regular expression"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("parameter `regex`: bad regular expression"),
+            "{e}"
+        );
         let e = err(&[("regex", r"\w{1000}{1000}")]);
         assert!(matches!(e, FilterError::Regex { .. }), "size limit: {e}");
         let e = err(&[("label.", "x")]);

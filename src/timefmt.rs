@@ -44,29 +44,50 @@ fn pair(out: &mut [u8], at: usize, v: u32) {
 }
 
 /// Civil date from days since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, exact over the whole proleptic Gregorian calendar).
+/// `civil_from_days`, restricted to days >= 0, which is all a u64 of ns
+/// can reach; unsigned arithmetic lets every division become a multiply).
 #[inline]
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+fn civil_from_days(days: u64) -> (u64, u32, u32) {
     let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097) as u64; // [0, 146096]
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
     let mp = (5 * doy + 2) / 153; // [0, 11]
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let y = yoe as i64 + era * 400 + i64::from(m <= 2);
+    let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d)
 }
 
+thread_local! {
+    /// The last whole second rendered on this thread and its text: entries
+    /// of a dump mostly share their second with the one before.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 19])> = const {
+        std::cell::Cell::new((u64::MAX, [0; 19]))
+    };
+}
+
 /// Fills `buf[..19]` with `YYYY-MM-DDTHH:MM:SS` for whole seconds since the
-/// epoch. Years past 9999 (more than 8000 years away) are written as 9999.
+/// epoch (u64 ns end in the year 2554, so four year digits always do).
 #[inline]
 fn date_time(buf: &mut [u8; 30], secs: u64) {
-    let days = (secs / 86_400) as i64;
+    let (last, text) = LAST_SECOND.get();
+    if last == secs {
+        buf[..19].copy_from_slice(&text);
+        return;
+    }
+    date_time_uncached(buf, secs);
+    let mut text = [0u8; 19];
+    text.copy_from_slice(&buf[..19]);
+    LAST_SECOND.set((secs, text));
+}
+
+fn date_time_uncached(buf: &mut [u8; 30], secs: u64) {
+    let days = secs / 86_400;
     let sod = (secs % 86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    let y = y.clamp(0, 9999) as u32;
+    let y = y.min(9999) as u32;
     pair(buf, 0, y / 100);
     pair(buf, 2, y % 100);
     buf[4] = b'-';
@@ -466,7 +487,13 @@ mod tests {
         for bad in ["", "m", "10x", "1h30", "-5s", "99999999999y", "1..5"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
-        assert!(parse_duration("10x").unwrap_err().to_string().contains("500ms"));
-        assert_eq!(parse_time("", 0, TimeRules::RINGTAIL), Err(TimeError::Empty));
+        assert!(parse_duration("10x")
+            .unwrap_err()
+            .to_string()
+            .contains("500ms"));
+        assert_eq!(
+            parse_time("", 0, TimeRules::RINGTAIL),
+            Err(TimeError::Empty)
+        );
     }
 }

@@ -46,7 +46,13 @@ impl Server {
         let task = {
             let _guard = rt.enter();
             let listener = tokio::net::UnixListener::bind(&path).unwrap();
-            rt.spawn(memlogq::serve(listener, ring.clone(), selflog, config, shutdown.clone()))
+            rt.spawn(memlogq::serve(
+                listener,
+                ring.clone(),
+                selflog,
+                config,
+                shutdown.clone(),
+            ))
         };
         Server {
             path,
@@ -99,7 +105,8 @@ impl Drop for Server {
 /// Reads to end of file; fails on a timeout or a reset.
 fn read_all(mut s: UnixStream) -> Vec<u8> {
     let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("the server ends the answer with a clean end of file");
+    s.read_to_end(&mut out)
+        .expect("the server ends the answer with a clean end of file");
     out
 }
 
@@ -112,7 +119,10 @@ fn lines(data: &[u8]) -> Vec<&[u8]> {
 fn json_lines(data: &[u8]) -> Vec<Value> {
     lines(data)
         .into_iter()
-        .map(|l| serde_json::from_slice(l).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(l))))
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(l)))
+        })
         .collect()
 }
 
@@ -137,7 +147,11 @@ fn dump_in_memlogd_json() {
     let db = srv.origin("db");
     let mut want = Vec::new();
     for i in 0..50 {
-        let (o, name) = if i % 3 == 0 { (&db, "db") } else { (&web, "web.out") };
+        let (o, name) = if i % 3 == 0 {
+            (&db, "db")
+        } else {
+            (&web, "web.out")
+        };
         let msg = format!("line {i} \"quoted\" \\ tab\t");
         srv.ring.append(o, Flags::default(), msg.as_bytes());
         want.push((name.to_string(), msg));
@@ -191,7 +205,10 @@ fn trailing_bytes_after_the_mode_byte_are_ignored() {
     let o = srv.origin("a");
     fill(&srv.ring, &o, "m", 0..10);
     let got = json_lines(&read_all(srv.send(b"\x00garbage-after-mode\n")));
-    assert_eq!(msgs(&got), (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        msgs(&got),
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
     srv.stop();
 }
 
@@ -230,7 +247,9 @@ impl LineReader {
     }
 
     fn next(&self) -> Vec<u8> {
-        self.rx.recv_timeout(PATIENCE).expect("a line within the patience")
+        self.rx
+            .recv_timeout(PATIENCE)
+            .expect("a line within the patience")
     }
 
     fn try_next(&self, wait: Duration) -> Option<Vec<u8>> {
@@ -340,7 +359,10 @@ fn lapped_follower_gets_gap_lines_that_account_for_every_entry() {
     let mut line = Vec::new();
     r.read_until(b'\n', &mut line).unwrap();
     let v: Value = serde_json::from_slice(&line).unwrap();
-    assert_eq!(v["msg"], "ready", "the dump+follow started at the ring's first entry");
+    assert_eq!(
+        v["msg"], "ready",
+        "the dump+follow started at the ring's first entry"
+    );
 
     // Not reading now: the server fills the socket, blocks, and is lapped.
     let n = 50_000u64;
@@ -353,12 +375,20 @@ fn lapped_follower_gets_gap_lines_that_account_for_every_entry() {
     let mut last_n: Option<u64> = None;
     loop {
         line.clear();
-        assert!(r.read_until(b'\n', &mut line).unwrap() > 0, "answer ended early");
+        assert!(
+            r.read_until(b'\n', &mut line).unwrap() > 0,
+            "answer ended early"
+        );
         let v: Value = serde_json::from_slice(&line).unwrap();
         let msg = v["msg"].as_str().unwrap();
         match v["source"].as_str().unwrap() {
             "ringtail" if msg.starts_with("missed ") => {
-                let count: u64 = msg["missed ".len()..].split(' ').next().unwrap().parse().unwrap();
+                let count: u64 = msg["missed ".len()..]
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!(msg.contains("this reader fell behind"), "{msg}");
                 missed += count;
                 gaps += 1;
@@ -379,7 +409,10 @@ fn lapped_follower_gets_gap_lines_that_account_for_every_entry() {
         }
         delivered += 1;
     }
-    assert!(gaps >= 1, "a reader that stopped reading must have been lapped");
+    assert!(
+        gaps >= 1,
+        "a reader that stopped reading must have been lapped"
+    );
     assert_eq!(
         delivered + missed,
         end - ready,
@@ -441,7 +474,10 @@ fn unknown_mode_byte_closes_at_once() {
     assert_eq!(got.iter().filter(|v| v["source"] == "a").count(), 10);
     let notes: Vec<_> = got.iter().filter(|v| v["source"] == "ringtail").collect();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0]["msg"].as_str().unwrap().contains("unknown first byte"));
+    assert!(notes[0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("unknown first byte"));
     srv.stop();
 }
 
@@ -540,7 +576,8 @@ fn json_request_resumes_by_seq_without_loss_or_duplicate() {
     assert_eq!(seen, seqs);
 
     // Following with a resume point: the rest, then new entries.
-    let reader = LineReader::new(srv.json(&format!(r#"{{"mode":"follow","since_seq":{}}}"#, seqs[89])));
+    let reader =
+        LineReader::new(srv.json(&format!(r#"{{"mode":"follow","since_seq":{}}}"#, seqs[89])));
     for i in 90..100 {
         assert_eq!(reader.next_json()["msg"], format!("m{i}"));
     }
@@ -557,7 +594,9 @@ fn json_request_resume_after_eviction_starts_with_a_gap() {
     let o = srv.origin("r");
     let seqs = fill(&srv.ring, &o, "m", 0..100);
     let first = srv.ring.stats().oldest_seq;
-    let got = json_lines(&read_all(srv.json(&format!(r#"{{"since_seq":{}}}"#, seqs[9]))));
+    let got = json_lines(&read_all(
+        srv.json(&format!(r#"{{"since_seq":{}}}"#, seqs[9])),
+    ));
     assert_eq!(got[0]["gap"]["first_seq"], seqs[10]);
     assert_eq!(got[0]["gap"]["missed"], first - seqs[10]);
     assert_eq!(got[1]["seq"], first);
@@ -567,25 +606,42 @@ fn json_request_resume_after_eviction_starts_with_a_gap() {
     let log = json_lines(&read_all(srv.json(r#"{"sources":["ringtail"]}"#)));
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["seq"], seqs[99] + 1);
-    assert!(log[0]["msg"].as_str().unwrap().starts_with("reader on query socket missed 74 lines"));
+    assert!(log[0]["msg"]
+        .as_str()
+        .unwrap()
+        .starts_with("reader on query socket missed 74 lines"));
     // A seq this ring never handed out: the ring was replaced.
     let got = json_lines(&read_all(srv.json(r#"{"since_seq":999999}"#)));
     assert_eq!(got.len(), 1);
-    assert!(got[0]["error"].as_str().unwrap().contains("past the newest entry"));
+    assert!(got[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("past the newest entry"));
     srv.stop();
 }
 
 #[test]
 fn json_request_filters() {
     let srv = Server::start(1000, QueryConfig::default());
-    let web = srv.ring.origin(Origin::new("web.out").with_label("app", "nginx")).unwrap();
+    let web = srv
+        .ring
+        .origin(Origin::new("web.out").with_label("app", "nginx"))
+        .unwrap();
     let web2 = srv.origin("web2");
     let db = srv.origin("db");
     for i in 0..30 {
-        let stream = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+        let stream = if i % 2 == 0 {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        };
         let flags = Flags::default().with_stream(Some(stream));
         let o = [&web, &web2, &db][i % 3];
-        let msg = if i % 5 == 0 { format!("error {i}") } else { format!("ok {i}") };
+        let msg = if i % 5 == 0 {
+            format!("error {i}")
+        } else {
+            format!("ok {i}")
+        };
         srv.ring.append(o, flags, msg.as_bytes());
     }
     let q = |req: &str| msgs(&json_lines(&read_all(srv.json(req))));
@@ -595,9 +651,18 @@ fn json_request_filters() {
         q(r#"{"sources":["web*"],"contains":"error"}"#),
         ["error 0", "error 10", "error 15", "error 25"]
     );
-    assert_eq!(q(r#"{"regex":"^error [12]"}"#), ["error 10", "error 15", "error 20", "error 25"]);
-    assert_eq!(q(r#"{"streams":["stderr"],"contains":"error"}"#), ["error 5", "error 15", "error 25"]);
-    assert_eq!(q(r#"{"labels":{"app":"nginx"},"limit":2}"#), ["error 0", "ok 3"]);
+    assert_eq!(
+        q(r#"{"regex":"^error [12]"}"#),
+        ["error 10", "error 15", "error 20", "error 25"]
+    );
+    assert_eq!(
+        q(r#"{"streams":["stderr"],"contains":"error"}"#),
+        ["error 5", "error 15", "error 25"]
+    );
+    assert_eq!(
+        q(r#"{"labels":{"app":"nginx"},"limit":2}"#),
+        ["error 0", "ok 3"]
+    );
     assert_eq!(q(r#"{"tail":3}"#), ["ok 27", "ok 28", "ok 29"]);
     assert_eq!(q(r#"{"tail":2,"sources":["db"]}"#), ["ok 26", "ok 29"]);
     assert_eq!(q(r#"{"tail":2,"limit":1}"#), ["ok 28"]);
@@ -615,7 +680,10 @@ fn bad_json_requests_get_one_error_line() {
     let srv = Server::start(100, QueryConfig::default());
     for (req, needle) in [
         ("{not json", "bad request"),
-        (r#"{"mode":"dump","colour":"red"}"#, "unknown field `colour`"),
+        (
+            r#"{"mode":"dump","colour":"red"}"#,
+            "unknown field `colour`",
+        ),
         (r#"{"regex":"("}"#, "parameter `regex`"),
         (r#"{"mode":"follow","tail":1}"#, "`tail` applies"),
     ] {
@@ -705,7 +773,11 @@ fn perf_dump_of_a_full_million_line_ring() {
     for _ in 0..5 {
         let (t, bytes, lines) = dump(&mut chunks[0]);
         assert_eq!(lines, 1_000_000);
-        println!("dump: {lines} lines, {bytes} bytes in {:.3} s ({:.0} MB/s)", t.as_secs_f64(), bytes as f64 / t.as_secs_f64() / 1e6);
+        println!(
+            "dump: {lines} lines, {bytes} bytes in {:.3} s ({:.0} MB/s)",
+            t.as_secs_f64(),
+            bytes as f64 / t.as_secs_f64() / 1e6
+        );
         times.push(t);
     }
     times.sort();
@@ -721,7 +793,10 @@ fn perf_dump_of_a_full_million_line_ring() {
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        let hs: Vec<_> = chunks.iter_mut().map(|c| s.spawn(move || dump(c))).collect();
+        let hs: Vec<_> = chunks
+            .iter_mut()
+            .map(|c| s.spawn(move || dump(c)))
+            .collect();
         for h in hs {
             assert_eq!(h.join().unwrap().2, 1_000_000);
         }
@@ -733,7 +808,11 @@ fn perf_dump_of_a_full_million_line_ring() {
         before,
         peak,
         peak.saturating_sub(before),
-        if reset { "" } else { " (peak not reset: includes the fill)" }
+        if reset {
+            ""
+        } else {
+            " (peak not reset: includes the fill)"
+        }
     );
     srv.stop();
 }

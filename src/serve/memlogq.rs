@@ -288,7 +288,10 @@ impl fmt::Display for RequestError {
                     _ => "only to \"dump\" and \"dump+follow\"",
                 };
                 let mode = serde_json::to_string(mode).unwrap_or_default();
-                write!(f, "bad request: `{field}` applies {applies}, not to mode {mode}")
+                write!(
+                    f,
+                    "bad request: `{field}` applies {applies}, not to mode {mode}"
+                )
             }
             RequestError::FutureSeq { since_seq, newest } => write!(
                 f,
@@ -373,6 +376,9 @@ pub fn parse_request_at(line: &[u8], now_ns: u64) -> Result<Request, RequestErro
 }
 
 /// What [`connect`] sends.
+// One is built per connection: boxing the large variant would only make
+// callers noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientRequest {
     /// A memlogd mode byte.
@@ -442,7 +448,9 @@ impl Throttle {
         s.events += events;
         s.amount += amount;
         let now = Instant::now();
-        if s.last.is_some_and(|t| now.duration_since(t) < SELFLOG_INTERVAL) {
+        if s.last
+            .is_some_and(|t| now.duration_since(t) < SELFLOG_INTERVAL)
+        {
             return None;
         }
         s.last = Some(now);
@@ -688,7 +696,11 @@ enum AnswerError {
 }
 
 /// Writes `out` to the client unless shutdown comes first.
-async fn send(wr: &mut WriteHalf<'_>, out: &mut Vec<u8>, shutdown: &CancellationToken) -> Result<(), AnswerError> {
+async fn send(
+    wr: &mut WriteHalf<'_>,
+    out: &mut Vec<u8>,
+    shutdown: &CancellationToken,
+) -> Result<(), AnswerError> {
     if out.is_empty() {
         return Ok(());
     }
@@ -836,7 +848,13 @@ async fn answer(
 }
 
 /// Renders a batch; returns true when the limit is reached.
-fn render(batch: &ReadBatch, format: Format, out: &mut Vec<u8>, left: &mut u64, tally: &mut GapTally) -> bool {
+fn render(
+    batch: &ReadBatch,
+    format: Format,
+    out: &mut Vec<u8>,
+    left: &mut u64,
+    tally: &mut GapTally,
+) -> bool {
     if *left == 0 {
         return true;
     }
@@ -904,10 +922,14 @@ mod tests {
         assert!(e(r#"{"streams":["stdin"]}"#).contains("stdout or stderr"));
         assert!(e(r#"{"since":"soon"}"#).contains("parameter `since`"));
         assert!(e(r#"{"mode":"follow","tail":3}"#).contains("`tail` applies only to"));
-        assert!(e(r#"{"mode":"dump+follow","until":"1m"}"#).contains("`until` applies only to \"dump\""));
+        assert!(e(r#"{"mode":"dump+follow","until":"1m"}"#)
+            .contains("`until` applies only to \"dump\""));
         assert!(e(r#"{"labels":{"a b":"c"}}"#).contains("label.KEY"));
         let long = format!("{{\"contains\":\"{}\"}}", "x".repeat(MAX_REQUEST_LEN));
-        assert_eq!(parse_request_at(long.as_bytes(), 0).unwrap_err(), RequestError::TooLong);
+        assert_eq!(
+            parse_request_at(long.as_bytes(), 0).unwrap_err(),
+            RequestError::TooLong
+        );
     }
 
     #[test]
@@ -939,7 +961,10 @@ mod tests {
         let path = dir.path().join("nope.sock");
         let e = connect(&path, &ClientRequest::Mode(Mode::Dump)).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("nope.sock") && msg.contains("ringtail serve"), "{msg}");
+        assert!(
+            msg.contains("nope.sock") && msg.contains("ringtail serve"),
+            "{msg}"
+        );
     }
 
     #[test]
