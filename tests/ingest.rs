@@ -589,3 +589,85 @@ fn measure_idle_source_memory() {
     );
     drop(writers);
 }
+
+/// Runs out of fds for real, in a child process (the fd limit is
+/// per process, and the other tests here share this one).
+#[test]
+fn running_out_of_fds_refuses_new_sources_and_recovers() {
+    const CHILD: &str = "RINGTAIL_TEST_FD_EXHAUSTION_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "running_out_of_fds_refuses_new_sources_and_recovers",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child test");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "child failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let d = Daemon::start(config());
+    // All pipes first: once the limit is low, this process cannot make any.
+    let pipes: Vec<_> = (0..40).map(|_| std::io::pipe().expect("pipe")).collect();
+    let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open + 10),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("lower the fd limit");
+    // This process keeps its copies of the read ends, so every fd the
+    // daemon receives is one more: after about ten, none can arrive. The
+    // datagrams go out on a socket opened beforehand, since `register`
+    // would need a new fd for each.
+    for (i, (r, _)) in pipes.iter().enumerate() {
+        send_registration(&client, &d.socket, format!("src-{i}").as_bytes(), r.as_fd());
+    }
+    d.wait_selflog(&["refused source", "out of fds"]);
+    // The first source arrived and works.
+    let mut first: &PipeWriter = &pipes[0].1;
+    writeln!(first, "alive").unwrap();
+    d.wait_messages("src-0", &["alive"]);
+    // Free fds: the daemon recovers and takes new sources.
+    setrlimit(Resource::Nofile, limit).expect("restore the fd limit");
+    let mut w = d.pipe("after");
+    writeln!(w, "recovered").unwrap();
+    d.wait_messages("after", &["recovered"]);
+    drop(pipes);
+}
+
+/// What `fdpass::register` sends, on a given socket.
+fn send_registration(
+    socket: &std::os::unix::net::UnixDatagram,
+    path: &std::path::Path,
+    name: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let fds = [fd];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    let addr = SocketAddrUnix::new(path).unwrap();
+    rustix::net::sendmsg_addr(
+        socket,
+        &addr,
+        &[std::io::IoSlice::new(name)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .expect("send a registration");
+}
