@@ -816,3 +816,57 @@ fn perf_dump_of_a_full_million_line_ring() {
     );
     srv.stop();
 }
+
+/// Run with `cargo test --release --test memlogq -- --ignored --nocapture`.
+/// Follow latency: from `append` returning to the follower holding the
+/// line, one line at a time.
+#[test]
+#[ignore = "performance measurement; run in release"]
+fn perf_follow_latency() {
+    let srv = Server::start(100_000, QueryConfig::default());
+    let o = srv.origin("lat");
+    let s = srv.mode(1);
+    let mut r = BufReader::new(s);
+    let mut line = Vec::new();
+    // Wait until the follow is registered.
+    let deadline = Instant::now() + PATIENCE;
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    loop {
+        srv.ring.append(&o, Flags::default(), b"probe");
+        if r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    r.get_ref().set_read_timeout(Some(PATIENCE)).unwrap();
+    // Drain probes that were still on their way.
+    srv.ring.append(&o, Flags::default(), b"sync");
+    loop {
+        line.clear();
+        r.read_until(b'\n', &mut line).unwrap();
+        if line.windows(4).any(|w| w == b"sync") {
+            break;
+        }
+    }
+    let mut lat = Vec::new();
+    let msg = [b'x'; 100];
+    for _ in 0..20_000 {
+        let t0 = Instant::now();
+        srv.ring.append(&o, Flags::default(), &msg);
+        line.clear();
+        r.read_until(b'\n', &mut line).unwrap();
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
+    println!(
+        "follow latency over {} lines: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    srv.stop();
+}
