@@ -280,26 +280,58 @@ pub fn write_gap(out: &mut Vec<u8>, format: Format, first_seq: u64, missed: u64,
     write_entry(out, format, &entry);
 }
 
-/// Whether `s` can go into a JSON string as is: printable ASCII without
-/// `"` or `\`. Written as branch-free compares over fixed blocks so the
-/// compiler turns it into SIMD: a plain log line costs one pass and one
-/// copy.
-#[inline]
-fn json_plain(s: &[u8]) -> bool {
-    #[inline(always)]
-    fn bad(b: u8) -> bool {
-        !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\')
-    }
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero iff some byte of `v` is zero.
+#[inline(always)]
+fn has_zero(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Non-zero iff some byte of `v` equals `b`.
+#[inline(always)]
+fn has_byte(v: u64, b: u8) -> u64 {
+    has_zero(v ^ (LO * u64::from(b)))
+}
+
+/// Checks `s` for a byte that `bad` flags: 32-byte blocks with
+/// branch-free compares (the compiler turns them into SIMD), then 8-byte
+/// words with `bad_word` (SWAR), then single bytes. A plain log line thus
+/// costs one pass, and short fields such as source names stay cheap too.
+#[inline(always)]
+fn any_bad(s: &[u8], bad: impl Fn(u8) -> bool, bad_word: impl Fn(u64) -> u64) -> bool {
     let mut blocks = s.chunks_exact(32);
     for block in &mut blocks {
         if block.iter().fold(false, |acc, &b| acc | bad(b)) {
-            return false;
+            return true;
         }
     }
-    !blocks
-        .remainder()
-        .iter()
-        .fold(false, |acc, &b| acc | bad(b))
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        if bad_word(u64::from_le_bytes(w.try_into().expect("chunks of 8"))) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| bad(b))
+}
+
+/// Whether `s` can go into a JSON string as is: printable ASCII without
+/// `"` or `\`.
+#[inline]
+fn json_plain(s: &[u8]) -> bool {
+    !any_bad(
+        s,
+        |b| !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\'),
+        // Bytes >= 0x80; bytes < 0x20 (the "has less than" trick of Bit
+        // Twiddling Hacks: exact as a yes/no); quote; backslash.
+        |x| {
+            (x & HI)
+                | (x.wrapping_sub(LO * 0x20) & !x & HI)
+                | has_byte(x, b'"')
+                | has_byte(x, b'\\')
+        },
+    )
 }
 
 /// JSON escapes for bytes below 0x20, `"` and `\`; 0 means "as is".
@@ -383,22 +415,15 @@ fn json_str_slow(out: &mut Vec<u8>, s: &[u8]) -> bool {
 }
 
 /// Whether `s` can go into a text line as is: ASCII without newline (and
-/// without `;` when `semicolons` must be escaped). Vectorizable like
-/// [`json_plain`].
+/// without `;` when `semicolons` must be escaped).
 #[inline]
 fn text_plain(s: &[u8], semicolons: bool) -> bool {
     let semi = if semicolons { b';' } else { b'\n' };
-    let bad = |b: u8| (b >= 0x80) | (b == b'\n') | (b == semi);
-    let mut blocks = s.chunks_exact(32);
-    for block in &mut blocks {
-        if block.iter().fold(false, |acc, &b| acc | bad(b)) {
-            return false;
-        }
-    }
-    !blocks
-        .remainder()
-        .iter()
-        .fold(false, |acc, &b| acc | bad(b))
+    !any_bad(
+        s,
+        |b| (b >= 0x80) | (b == b'\n') | (b == semi),
+        |x| (x & HI) | has_byte(x, b'\n') | has_byte(x, semi),
+    )
 }
 
 /// Appends `s` for a text format: see the module docs.
@@ -497,6 +522,17 @@ mod tests {
                 let l = plain(Format::Json, "s", &m);
                 let v: serde_json::Value = serde_json::from_str(&l).unwrap();
                 assert_eq!(v["msg"].as_str().unwrap().as_bytes(), &m[..]);
+                m[k] = 0xff;
+                let l = plain(Format::Json, "s", &m);
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                let want = format!("{}\\xff{}", "a".repeat(k), "a".repeat(n - k - 1));
+                assert_eq!(v["msg"], want);
+                let l = plain(Format::Logread, "s", &m);
+                assert!(l.ends_with(&format!(";s;{want}\n")), "{l}");
+                m[k] = b'\n';
+                let l = plain(Format::Text, "s", &m);
+                let want = format!("{}\\n{}", "a".repeat(k), "a".repeat(n - k - 1));
+                assert!(l.ends_with(&format!(",s;{want}\n")), "{l}");
                 m[k] = b'a';
             }
         }
