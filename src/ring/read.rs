@@ -535,6 +535,14 @@ impl<'r, S: Select> Cursor<'r, S> {
         }
     }
 
+    /// Under loom followers poll: the model schedules the writers.
+    #[cfg(ringtail_loom)]
+    pub async fn wait(&self) {
+        while !self.has_new() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[cfg(ringtail_loom)]
     pub fn wait_blocking(&self, _timeout: std::time::Duration) -> bool {
         loom::thread::yield_now();
