@@ -17,9 +17,17 @@
 //! | contains  | `contains` (repeatable) | the message contains these bytes |
 //! | regex     | `regex` (repeatable) | the message matches ([`regex::bytes`] syntax, compiled size at most 1 MiB) |
 //!
+//! LogQL (the Loki API) adds conditions that have no query parameter:
+//! label matchers with its four operators ([`LabelMatcher`]: `=`, `!=`,
+//! `=~`, `!~`, regexes anchored at both ends, a missing label counting as
+//! the empty value) over the labels [`entry_label`] defines, and negated
+//! line filters ([`FilterBuilder::not_contains`], [`FilterBuilder::not_regex`]).
+//!
 //! The filter implements [`Select`]: source and label conditions are
 //! decided once per origin (the ring caches that, so they cost nothing per
-//! entry), the rest per entry, cheapest first.
+//! entry), the rest per entry, cheapest first. Matchers on `stream` and
+//! `level`, which come from each entry's flags, are decided per entry with
+//! a table lookup.
 
 use std::fmt;
 use std::ops::Range;
@@ -28,7 +36,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use memchr::memmem;
 use regex::bytes::{Regex, RegexBuilder};
 
-use crate::entry::{EntryRef, Origin, Stream};
+use crate::entry::{EntryRef, Flags, Origin, Stream};
 use crate::ring::Select;
 use crate::timefmt::{self, TimeError, TimeRules};
 
@@ -56,6 +64,18 @@ pub struct Filter {
     contains: Vec<memmem::Finder<'static>>,
     /// The message must match every one of these.
     regexes: Vec<Regex>,
+    /// The message must contain none of these.
+    excludes: Vec<memmem::Finder<'static>>,
+    /// The message must match none of these.
+    not_regexes: Vec<Regex>,
+    /// Label matchers decided per origin (every label but `stream` and `level`).
+    origin_matchers: Vec<LabelMatcher>,
+    /// Label matchers on `stream` and `level`, decided per entry.
+    flag_matchers: Vec<LabelMatcher>,
+    /// Whether the flag matchers pass, by `flags >> 2` (stream and level
+    /// bits), for entries whose origin has no `stream` or `level` label of
+    /// its own; `None` when there are no flag matchers.
+    flag_table: Option<Box<[bool; 64]>>,
 }
 
 impl Default for Filter {
@@ -70,8 +90,160 @@ impl Default for Filter {
             seqs: 0..u64::MAX,
             contains: Vec::new(),
             regexes: Vec::new(),
+            excludes: Vec::new(),
+            not_regexes: Vec::new(),
+            origin_matchers: Vec::new(),
+            flag_matchers: Vec::new(),
+            flag_table: None,
         }
     }
+}
+
+/// LogQL's label operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    /// `=`: equal.
+    Eq,
+    /// `!=`: not equal.
+    Ne,
+    /// `=~`: the whole value matches the regex.
+    Re,
+    /// `!~`: the whole value does not match the regex.
+    Nre,
+}
+
+impl MatchOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchOp::Eq => "=",
+            MatchOp::Ne => "!=",
+            MatchOp::Re => "=~",
+            MatchOp::Nre => "!~",
+        }
+    }
+}
+
+/// One LogQL label condition (`app=~"web|db"`), as Loki decides it: a
+/// label the entry does not have counts as the empty value, and a regex
+/// must match the whole value (it is anchored at both ends).
+#[derive(Clone, Debug)]
+pub struct LabelMatcher {
+    name: String,
+    op: MatchOp,
+    value: String,
+    /// The anchored regex, for `=~` and `!~`.
+    regex: Option<regex::Regex>,
+}
+
+impl LabelMatcher {
+    /// Compiles a matcher; a regex that does not compile (or is larger than
+    /// [`REGEX_SIZE_LIMIT`]) is an error naming the label.
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<LabelMatcher, FilterError> {
+        let name = name.into();
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Eq | MatchOp::Ne => None,
+            MatchOp::Re | MatchOp::Nre => Some(
+                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| FilterError::Regex {
+                        param: name.clone(),
+                        error: e.to_string(),
+                    })?,
+            ),
+        };
+        Ok(LabelMatcher {
+            name,
+            op,
+            value,
+            regex,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn op(&self) -> MatchOp {
+        self.op
+    }
+
+    /// The value or regex as written.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether a label value (`""` for a missing label) passes.
+    pub fn matches(&self, value: &str) -> bool {
+        match (self.op, &self.regex) {
+            (MatchOp::Eq, _) => value == self.value,
+            (MatchOp::Ne, _) => value != self.value,
+            (MatchOp::Re, Some(re)) => re.is_match(value),
+            (MatchOp::Nre, Some(re)) => !re.is_match(value),
+            (MatchOp::Re | MatchOp::Nre, None) => {
+                unreachable!("regex matchers compile their regex")
+            }
+        }
+    }
+
+    /// Whether this matcher on its own would select something specific:
+    /// `=` or `=~` that the empty value does not pass. Loki refuses a
+    /// selector without one, since it would select every stream.
+    pub fn is_selective(&self) -> bool {
+        matches!(self.op, MatchOp::Eq | MatchOp::Re) && !self.matches("")
+    }
+}
+
+impl fmt::Display for LabelMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
+    }
+}
+
+/// The value of label `name` of an entry, as the Loki API and LogQL see
+/// it: `source` is the source name; `stream` and `level` come from the
+/// entry's flags (`stdout`/`stderr`, a syslog severity name) and fall back
+/// to an origin label of that name; every other name is an origin label.
+pub fn entry_label<'a>(origin: &'a Origin, flags: Flags, name: &str) -> Option<&'a str> {
+    match name {
+        "source" => Some(origin.source.as_str()),
+        "stream" => flags
+            .stream()
+            .map(Stream::as_str)
+            .or_else(|| origin.label("stream")),
+        "level" => flags.level_name().or_else(|| origin.label("level")),
+        _ => origin.label(name),
+    }
+}
+
+/// Every label of an entry (see [`entry_label`]), sorted by name.
+pub fn entry_labels(origin: &Origin, flags: Flags) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(origin.labels().len() + 3);
+    out.push(("source", origin.source.as_str()));
+    if let Some(s) = flags.stream() {
+        out.push(("stream", s.as_str()));
+    }
+    if let Some(l) = flags.level_name() {
+        out.push(("level", l));
+    }
+    for (k, v) in origin.labels() {
+        if !out.iter().any(|(name, _)| name == k) {
+            out.push((k.as_str(), v.as_str()));
+        }
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out
+}
+
+/// Whether `name` is a label that comes from an entry's flags.
+fn is_flag_label(name: &str) -> bool {
+    name == "stream" || name == "level"
 }
 
 /// What was wrong with a filter parameter. Every variant names the
@@ -158,6 +330,9 @@ pub struct FilterBuilder {
     seqs: Option<Range<u64>>,
     contains: Vec<Vec<u8>>,
     regexes: Vec<(String, String)>,
+    excludes: Vec<Vec<u8>>,
+    not_regexes: Vec<(String, String)>,
+    matchers: Vec<LabelMatcher>,
     /// "Now" for relative times (`since=10m`); the clock when unset.
     now_ns: Option<u64>,
 }
@@ -223,6 +398,24 @@ impl FilterBuilder {
     /// Entries whose message matches `pattern` (compiled by [`build`](Self::build)).
     pub fn regex(mut self, pattern: impl Into<String>) -> Self {
         self.regexes.push(("regex".to_string(), pattern.into()));
+        self
+    }
+
+    /// Entries whose message does not contain `needle` (LogQL `!=`).
+    pub fn not_contains(mut self, needle: impl AsRef<[u8]>) -> Self {
+        self.excludes.push(needle.as_ref().to_vec());
+        self
+    }
+
+    /// Entries whose message does not match `pattern` (LogQL `!~`).
+    pub fn not_regex(mut self, pattern: impl Into<String>) -> Self {
+        self.not_regexes.push(("regex".to_string(), pattern.into()));
+        self
+    }
+
+    /// Entries whose labels ([`entry_label`]) pass `matcher`.
+    pub fn matcher(mut self, matcher: LabelMatcher) -> Self {
+        self.matchers.push(matcher);
         self
     }
 
@@ -317,18 +510,37 @@ impl FilterBuilder {
             }
         }
         labels.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut regexes = Vec::with_capacity(self.regexes.len());
-        for (param, pattern) in &self.regexes {
-            let re = RegexBuilder::new(pattern)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| FilterError::Regex {
-                    param: param.clone(),
-                    error: e.to_string(),
-                })?;
-            regexes.push(re);
-        }
+        let compile_all = |list: &[(String, String)]| -> Result<Vec<Regex>, FilterError> {
+            list.iter()
+                .map(|(param, pattern)| {
+                    RegexBuilder::new(pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .dfa_size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| FilterError::Regex {
+                            param: param.clone(),
+                            error: e.to_string(),
+                        })
+                })
+                .collect()
+        };
+        let regexes = compile_all(&self.regexes)?;
+        let not_regexes = compile_all(&self.not_regexes)?;
+        let (flag_matchers, origin_matchers): (Vec<_>, Vec<_>) = self
+            .matchers
+            .into_iter()
+            .partition(|m| is_flag_label(&m.name));
+        let flag_table = (!flag_matchers.is_empty()).then(|| {
+            let no_labels = Origin::default();
+            let mut table = Box::new([false; 64]);
+            for (bits, pass) in table.iter_mut().enumerate() {
+                let flags = Flags::from_bits((bits as u8) << 2);
+                *pass = flag_matchers
+                    .iter()
+                    .all(|m| m.matches(entry_label(&no_labels, flags, &m.name).unwrap_or("")));
+            }
+            table
+        });
         Ok(Filter {
             source_patterns: self.sources,
             sources,
@@ -343,6 +555,15 @@ impl FilterBuilder {
                 .map(|n| memmem::Finder::new(n).into_owned())
                 .collect(),
             regexes,
+            excludes: self
+                .excludes
+                .iter()
+                .map(|n| memmem::Finder::new(n).into_owned())
+                .collect(),
+            not_regexes,
+            origin_matchers,
+            flag_matchers,
+            flag_table,
         })
     }
 }
@@ -410,6 +631,19 @@ impl Filter {
             && self.seqs == (0..u64::MAX)
             && self.contains.is_empty()
             && self.regexes.is_empty()
+            && self.excludes.is_empty()
+            && self.not_regexes.is_empty()
+            && self.origin_matchers.is_empty()
+            && self.flag_matchers.is_empty()
+    }
+
+    /// Whether the filter looks at messages (a line filter): readers that
+    /// only count entries can skip nothing then.
+    pub fn reads_messages(&self) -> bool {
+        !(self.contains.is_empty()
+            && self.regexes.is_empty()
+            && self.excludes.is_empty()
+            && self.not_regexes.is_empty())
     }
 
     /// The source patterns, as given.
@@ -447,6 +681,10 @@ impl Select for Filter {
                     .label(k)
                     .is_some_and(|v| values.iter().any(|w| w == v))
             })
+            && self
+                .origin_matchers
+                .iter()
+                .all(|m| m.matches(entry_label(origin, Flags::default(), &m.name).unwrap_or("")))
     }
 
     #[inline]
@@ -461,8 +699,22 @@ impl Select for Filter {
         {
             return false;
         }
+        if let Some(table) = &self.flag_table {
+            let pass = if e.origin.label("stream").is_none() && e.origin.label("level").is_none() {
+                table[(e.flags.bits() >> 2) as usize]
+            } else {
+                self.flag_matchers
+                    .iter()
+                    .all(|m| m.matches(entry_label(e.origin, e.flags, &m.name).unwrap_or("")))
+            };
+            if !pass {
+                return false;
+            }
+        }
         self.contains.iter().all(|f| f.find(e.msg).is_some())
+            && self.excludes.iter().all(|f| f.find(e.msg).is_none())
             && self.regexes.iter().all(|r| r.is_match(e.msg))
+            && self.not_regexes.iter().all(|r| !r.is_match(e.msg))
     }
 }
 
@@ -652,5 +904,108 @@ mod tests {
         // The builder leaves unknown keys to its caller.
         let mut b = FilterBuilder::new();
         assert_eq!(b.param("limit", "5"), Ok(false));
+    }
+
+    #[test]
+    fn logql_label_matchers() {
+        let m = |name: &str, op, value: &str| LabelMatcher::new(name, op, value).unwrap();
+        let web = Origin::new("web.out").with_label("app", "nginx");
+        let db = Origin::new("db");
+        let out = Flags::default().with_stream(Some(Stream::Stdout));
+        let err = Flags::default()
+            .with_stream(Some(Stream::Stderr))
+            .with_level(Some(3));
+        let f = Filter::builder()
+            .matcher(m("source", MatchOp::Re, "web.*"))
+            .matcher(m("app", MatchOp::Ne, "apache"))
+            .build()
+            .unwrap();
+        assert!(!f.is_all());
+        assert!(passes(&f, &entry(&web, 1, 0, out, b"m")));
+        assert!(!passes(&f, &entry(&db, 1, 0, out, b"m")));
+        // Anchored: "eb" does not match "web.out".
+        let f = Filter::builder()
+            .matcher(m("source", MatchOp::Re, "eb"))
+            .build()
+            .unwrap();
+        assert!(!f.origin(&web));
+        // A missing label is the empty value.
+        let f = Filter::builder()
+            .matcher(m("app", MatchOp::Eq, ""))
+            .build()
+            .unwrap();
+        assert!(f.origin(&db) && !f.origin(&web));
+        let f = Filter::builder()
+            .matcher(m("app", MatchOp::Nre, "ngi.*"))
+            .build()
+            .unwrap();
+        assert!(f.origin(&db) && !f.origin(&web));
+        // stream and level come from the flags, per entry.
+        let f = Filter::builder()
+            .matcher(m("stream", MatchOp::Eq, "stderr"))
+            .matcher(m("level", MatchOp::Re, "err.*|crit"))
+            .build()
+            .unwrap();
+        assert!(passes(&f, &entry(&web, 1, 0, err, b"m")));
+        assert!(!passes(&f, &entry(&web, 1, 0, out, b"m")));
+        let f = Filter::builder()
+            .matcher(m("level", MatchOp::Eq, ""))
+            .build()
+            .unwrap();
+        assert!(passes(&f, &entry(&web, 1, 0, out, b"m")));
+        assert!(!passes(&f, &entry(&web, 1, 0, err, b"m")));
+        // An origin label named level stands in where the flags have none.
+        let tagged = Origin::new("x").with_label("level", "warn");
+        let f = Filter::builder()
+            .matcher(m("level", MatchOp::Eq, "warn"))
+            .build()
+            .unwrap();
+        assert!(passes(&f, &entry(&tagged, 1, 0, out, b"m")));
+        assert!(!passes(&f, &entry(&web, 1, 0, out, b"m")));
+        assert!(m("app", MatchOp::Re, ".+").is_selective());
+        assert!(!m("app", MatchOp::Re, ".*").is_selective());
+        assert!(!m("app", MatchOp::Ne, "x").is_selective());
+        assert!(!m("app", MatchOp::Eq, "").is_selective());
+        assert!(LabelMatcher::new("app", MatchOp::Re, "(").is_err());
+    }
+
+    #[test]
+    fn negated_line_filters() {
+        let f = Filter::builder()
+            .contains("GET")
+            .not_contains("/health")
+            .not_regex("(?i)bot")
+            .build()
+            .unwrap();
+        assert!(f.reads_messages());
+        let o = Origin::new("x");
+        let e = |m: &'static [u8]| entry(&o, 1, 0, Flags::default(), m);
+        assert!(passes(&f, &e(b"GET /index")));
+        assert!(!passes(&f, &e(b"GET /health")));
+        assert!(!passes(&f, &e(b"GET / GoogleBOT")));
+        assert!(!passes(&f, &e(b"POST /")));
+    }
+
+    #[test]
+    fn entry_label_set() {
+        let o = Origin::new("web")
+            .with_label("app", "nginx")
+            .with_label("zone", "a");
+        let flags = Flags::default()
+            .with_stream(Some(Stream::Stderr))
+            .with_level(Some(4));
+        assert_eq!(
+            entry_labels(&o, flags),
+            vec![
+                ("app", "nginx"),
+                ("level", "warning"),
+                ("source", "web"),
+                ("stream", "stderr"),
+                ("zone", "a")
+            ]
+        );
+        assert_eq!(entry_labels(&o, Flags::default()).len(), 3);
+        assert_eq!(entry_label(&o, flags, "level"), Some("warning"));
+        assert_eq!(entry_label(&o, Flags::default(), "level"), None);
     }
 }
