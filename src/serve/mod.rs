@@ -1,4 +1,5 @@
 //! Serving readers: the memlogd query socket, and the daemon that ties sources, ring and servers together.
 
 pub mod daemon;
+pub mod loki;
 pub mod memlogq;

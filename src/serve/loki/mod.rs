@@ -1,0 +1,446 @@
+//! The Loki-compatible HTTP API, so that Grafana's Loki data source and
+//! `logcli` work against ringtail unchanged.
+//!
+//! | route | answer |
+//! |-------|--------|
+//! | `GET/POST /loki/api/v1/query_range` | `streams` for a log query, `matrix` for a metric query (points on multiples of `step`) |
+//! | `GET/POST /loki/api/v1/query` | `vector` (or `scalar`) at `time`; a log query is a 400 |
+//! | `GET/POST /loki/api/v1/labels` | label names with entries in the range |
+//! | `GET/POST /loki/api/v1/label/{name}/values` | values of one label |
+//! | `GET/POST /loki/api/v1/series` | label sets selected by `match[]`/`match` |
+//! | `GET/POST /loki/api/v1/index/stats` | `{"streams","chunks","entries","bytes"}` for `query` |
+//! | `GET /loki/api/v1/tail` | WebSocket live tail ([`tail`]) |
+//! | `POST /loki/api/v1/push` | ingest, JSON or snappy protobuf ([`push`]); 204 |
+//! | `GET /ready` | `ready` |
+//! | `GET /loki/api/v1/status/buildinfo` | version strings |
+//! | `/loki/api/v2alpha/tail`, `detected_labels`, `detected_fields`, `detected_field/{name}/values`, `patterns` | 404, so Grafana falls back to the v1 API |
+//!
+//! Parameters follow Loki: times as float or integer Unix seconds, Unix
+//! nanoseconds or RFC 3339; `start` defaults to an hour before `end` (six
+//! for the metadata routes), `end` to now; `limit` to 100; `direction`
+//! (any case) to `backward`. Errors are plain text with a 4xx/5xx status,
+//! as Loki answers them. The LogQL subset is in [`logql`]; the evaluation
+//! and its cost in [`query`].
+//!
+//! The router carries no authentication, compression or timeouts of its
+//! own: the HTTP server that merges it onto its port applies those to
+//! every route alike.
+
+pub mod logql;
+pub mod params;
+pub mod push;
+pub mod query;
+pub mod tail;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::ring::Ring;
+use crate::selflog::SelfLog;
+use crate::timefmt::{now_ns, NANOS_PER_SEC};
+
+use params::Params;
+use query::{InstantRequest, RangeRequest, Selection};
+
+/// Bounds on what one request may cost.
+#[derive(Clone, Copy, Debug)]
+pub struct LokiLimits {
+    /// The largest `limit` of a log query (Loki's `max_entries_limit_per_query`).
+    pub max_entries: usize,
+    /// The most points one series of a metric query may have.
+    pub max_points: u64,
+    /// The most series (label sets) a query or metadata request may produce.
+    pub max_series: usize,
+    /// The largest push body, compressed and decompressed, in bytes.
+    pub max_push_bytes: usize,
+    /// The most WebSocket tails at once.
+    pub max_tails: usize,
+}
+
+impl Default for LokiLimits {
+    fn default() -> LokiLimits {
+        LokiLimits {
+            max_entries: 5000,
+            max_points: 11_000,
+            max_series: 10_000,
+            max_push_bytes: 32 << 20,
+            max_tails: 100,
+        }
+    }
+}
+
+/// An error answer: a status and a plain-text message that says what was
+/// wrong and, where it can, what to send instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LokiError {
+    pub status: StatusCode,
+    pub msg: String,
+}
+
+impl LokiError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> LokiError {
+        LokiError {
+            status,
+            msg: msg.into(),
+        }
+    }
+
+    /// A 400.
+    pub fn bad(msg: impl Into<String>) -> LokiError {
+        LokiError::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    /// A 500.
+    pub fn internal(msg: impl Into<String>) -> LokiError {
+        LokiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+    }
+}
+
+impl std::fmt::Display for LokiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.msg, self.status)
+    }
+}
+
+impl std::error::Error for LokiError {}
+
+impl IntoResponse for LokiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.msg + "\n",
+        )
+            .into_response()
+    }
+}
+
+struct Inner {
+    ring: Arc<Ring>,
+    selflog: SelfLog,
+    limits: LokiLimits,
+    /// WebSocket tails open now.
+    tails: AtomicUsize,
+}
+
+type Shared = Arc<Inner>;
+
+/// The Loki API's routes (table in the module docs), ready to be merged
+/// into the HTTP server's router.
+pub fn router(ring: Arc<Ring>, selflog: SelfLog, limits: LokiLimits) -> Router {
+    let state = Arc::new(Inner {
+        ring,
+        selflog,
+        limits,
+        tails: AtomicUsize::new(0),
+    });
+    Router::new()
+        .route(
+            "/loki/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
+        .route("/loki/api/v1/query", get(query_instant).post(query_instant))
+        .route("/loki/api/v1/labels", get(labels).post(labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(label_values).post(label_values),
+        )
+        .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route("/loki/api/v1/tail", get(tail_ws))
+        .route(
+            "/loki/api/v1/push",
+            post(push_handler).layer(DefaultBodyLimit::max(limits.max_push_bytes)),
+        )
+        .route("/ready", get(ready))
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/loki/api/v2alpha/tail", any(not_served))
+        .route("/loki/api/v1/detected_labels", any(not_served))
+        .route("/loki/api/v1/detected_fields", any(not_served))
+        .route("/loki/api/v1/detected_field/{name}/values", any(not_served))
+        .route("/loki/api/v1/patterns", any(not_served))
+        .with_state(state)
+}
+
+/// The parameters of a request: its query string, plus a form body.
+fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> Params {
+    let mut p = Params::from_query(query.as_deref());
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        p.extend_form(body);
+    }
+    p
+}
+
+fn json_body(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Runs a ring scan off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, LokiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, LokiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LokiError::internal(format!("the query task failed: {e}")))?
+}
+
+const HOUR: u64 = 3600 * NANOS_PER_SEC;
+
+async fn query_range(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    let (start, end) = p.range(now_ns(), HOUR)?;
+    let req = RangeRequest {
+        query: p.required("query")?.to_string(),
+        start,
+        end,
+        step: p.duration("step")?,
+        limit: p.limit(s.limits.max_entries)?,
+        direction: p.direction()?,
+    };
+    let body = blocking(move || query::query_range(&s.ring, &req, &s.limits)).await?;
+    Ok(json_body(body))
+}
+
+async fn query_instant(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    let req = InstantRequest {
+        query: p.required("query")?.to_string(),
+        time: p.time("time")?.unwrap_or_else(now_ns),
+        limit: p.limit(s.limits.max_entries)?,
+        direction: p.direction()?,
+    };
+    let body = blocking(move || query::query_instant(&s.ring, &req, &s.limits)).await?;
+    Ok(json_body(body))
+}
+
+/// The streams of a metadata request: `selectors` within the range.
+async fn metadata(
+    s: &Shared,
+    p: &Params,
+    selectors: Vec<String>,
+) -> Result<Vec<query::StreamStat>, LokiError> {
+    let (start, end) = p.range(now_ns(), 6 * HOUR)?;
+    let selection = Selection::parse(selectors.iter().map(String::as_str))?;
+    let s = s.clone();
+    blocking(move || query::stream_stats(&s.ring, &selection, start, end, &s.limits)).await
+}
+
+fn success(data: serde_json::Value) -> Response {
+    axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
+}
+
+async fn labels(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    let selectors = p.get("query").map(str::to_string).into_iter().collect();
+    let stats = metadata(&s, &p, selectors).await?;
+    Ok(success(query::label_names(&stats).into()))
+}
+
+async fn label_values(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    let selectors = p.get("query").map(str::to_string).into_iter().collect();
+    let stats = metadata(&s, &p, selectors).await?;
+    Ok(success(query::label_values(&stats, &name).into()))
+}
+
+async fn series(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    // Loki takes both spellings and merges them.
+    let selectors = p
+        .all("match[]")
+        .chain(p.all("match"))
+        .map(str::to_string)
+        .collect();
+    let stats = metadata(&s, &p, selectors).await?;
+    let data: Vec<serde_json::Value> = stats
+        .iter()
+        .map(|st| {
+            serde_json::Value::Object(
+                st.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(success(data.into()))
+}
+
+async fn index_stats(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = params(q, &headers, &body);
+    let selectors = vec![p.required("query")?.to_string()];
+    let stats = metadata(&s, &p, selectors).await?;
+    // ringtail keeps no chunks: entries live in one ring.
+    Ok(axum::Json(serde_json::json!({
+        "streams": stats.len(),
+        "chunks": 0,
+        "entries": stats.iter().map(|st| st.entries).sum::<u64>(),
+        "bytes": stats.iter().map(|st| st.bytes).sum::<u64>(),
+    }))
+    .into_response())
+}
+
+/// Counts a tail connection for as long as it lives.
+struct TailSlot(Shared);
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        self.0.tails.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn tail_ws(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response, LokiError> {
+    let p = Params::from_query(q.as_deref());
+    let query = p.required("query")?;
+    let log =
+        match logql::parse(query).map_err(|e| LokiError::bad(e.to_string()))? {
+            logql::Expr::Log(log) => log,
+            _ => return Err(LokiError::bad(
+                "tail takes a log query such as {source=\"web\"} |= \"error\", not a metric query",
+            )),
+        };
+    if let Some(d) = p.get("delay_for") {
+        // Loki waits this long for late entries; ringtail's entries are
+        // never late (times are receive times), so the value only needs to
+        // be valid.
+        match d.parse::<u32>() {
+            Ok(0..=5) => {}
+            _ => {
+                return Err(LokiError::bad(format!(
+                    "invalid parameter `delay_for`: {d:?}: expected whole seconds from 0 to 5"
+                )))
+            }
+        }
+    }
+    let plan = tail::TailPlan {
+        filter: query::log_filter(&log)?,
+        drops: log.drops,
+        start: p
+            .time("start")?
+            .unwrap_or_else(|| now_ns().saturating_sub(HOUR)),
+        limit: p.limit(s.limits.max_entries)?,
+    };
+    if s.tails.fetch_add(1, Ordering::Relaxed) >= s.limits.max_tails {
+        s.tails.fetch_sub(1, Ordering::Relaxed);
+        return Err(LokiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many live tails: {} are open, the limit; close one and retry",
+                s.limits.max_tails
+            ),
+        ));
+    }
+    let slot = TailSlot(s.clone());
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
+        tail::serve(socket, s.ring.clone(), s.selflog.clone(), plan).await;
+    }))
+}
+
+async fn push_handler(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (content_type, content_encoding) =
+        (text(header::CONTENT_TYPE), text(header::CONTENT_ENCODING));
+    blocking(move || {
+        let streams = push::decode(
+            content_type.as_deref(),
+            content_encoding.as_deref(),
+            &body,
+            s.limits.max_push_bytes,
+        )?;
+        push::ingest(&s.ring, &streams).inspect_err(|e| {
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                s.selflog.warn(format!("Loki push refused: {}", e.msg));
+            }
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn ready() -> &'static str {
+    "ready"
+}
+
+async fn buildinfo() -> Response {
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": option_env!("RINGTAIL_REVISION").unwrap_or(""),
+        "branch": option_env!("RINGTAIL_BRANCH").unwrap_or(""),
+        "buildUser": "",
+        "buildDate": option_env!("RINGTAIL_BUILD_DATE").unwrap_or(""),
+        "goVersion": "",
+    }))
+    .into_response()
+}
+
+async fn not_served(uri: Uri) -> LokiError {
+    LokiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "{} is not served by ringtail; Grafana falls back to the /loki/api/v1 routes",
+            uri.path()
+        ),
+    )
+}
