@@ -267,7 +267,7 @@ async fn receive_loop(
                         format!(
                             "refused source {:?}: its file descriptors did not arrive because \
                              ringtail is out of fds; raise the hard fd limit (ulimit -Hn, \
-                             systemd LimitNOFILE=), or set the most sources below it so \
+                             systemd LimitNOFILE=), or set --max-sources below it so \
                              that registrations are refused before fds run out",
                             reg.name
                         )
