@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::ring::{default_max_bytes, RingConfig};
 use crate::serve::daemon::{self, DaemonConfig, SocketSpec};
+use crate::serve::http::{self, HttpConfig, Token};
 use crate::serve::memlogq::{QueryConfig, QueryFormat};
 use crate::sources::{IngestConfig, LongLines, RateLimit};
 
@@ -103,9 +104,43 @@ pub struct ServeArgs {
     #[arg(long, value_name = "LINES/INTERVAL", value_parser = parse_rate_limit)]
     pub rate_limit: Option<RateLimit>,
 
-    /// Address of the HTTP API (e.g. 127.0.0.1:9870), or `off`.
-    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_http)]
-    pub http: HttpListen,
+    /// Address of the HTTP API, or `off` [default: 127.0.0.1:7464, where a
+    /// port already taken only turns HTTP off with a warning]. Port 0 picks
+    /// a free port; the address is printed at start. An address other than
+    /// loopback needs --http-token or --http-insecure.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_http)]
+    pub http: Option<HttpListen>,
+
+    /// Require `Authorization: Bearer TOKEN` on every HTTP route but
+    /// /healthz, with TOKEN read from this file (surrounding whitespace
+    /// dropped). Without it, the environment variable RINGTAIL_HTTP_TOKEN,
+    /// if set, holds the token itself.
+    #[arg(long, value_name = "FILE")]
+    pub http_token: Option<PathBuf>,
+
+    /// Serve HTTP on a non-loopback address without a token (when a
+    /// firewall or an authenticating proxy protects it).
+    #[arg(long)]
+    pub http_insecure: bool,
+
+    /// Most entries one JSON answer of GET /api/v1/entries holds (a larger
+    /// `limit` is capped; streamed formats are not capped).
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_LIMIT)]
+    pub http_max_limit: u64,
+
+    /// Most follow streams (SSE or lines) open at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_FOLLOWERS)]
+    pub http_max_followers: usize,
+
+    /// Largest HTTP request body (POST /api/v1/entries), e.g. 1MiB; larger
+    /// ones get 413.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = super::parse_size)]
+    pub http_max_body: u64,
+
+    /// How long a non-streaming HTTP request may take (e.g. 30s); longer
+    /// ones get 408.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub http_timeout: Duration,
 
     /// Bind the sockets, then go to the background; the command returns
     /// once the daemon serves (memlogd's -daemonize).
@@ -127,8 +162,40 @@ fn parse_http(text: &str) -> Result<HttpListen, String> {
     text.parse::<SocketAddr>()
         .map(HttpListen::Addr)
         .map_err(|_| {
-            format!("{text:?} is not an address; write e.g. 127.0.0.1:9870, [::1]:9870 or off")
+            format!("{text:?} is not an address; write e.g. 127.0.0.1:7464, [::1]:7464 or off")
         })
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let ns = crate::timefmt::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if ns < 1_000_000 {
+        return Err(format!("{text:?}: the timeout must be at least 1ms"));
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// The HTTP token: from `--http-token FILE`, else `RINGTAIL_HTTP_TOKEN`.
+fn http_token(file: Option<&std::path::Path>) -> Result<Option<Token>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "--http-token {}: cannot read the token file: {e}",
+                path.display()
+            )
+        })?;
+        return Token::new(&text)
+            .map(Some)
+            .map_err(|e| format!("--http-token {}: {e}", path.display()));
+    }
+    match std::env::var("RINGTAIL_HTTP_TOKEN") {
+        Ok(text) => Token::new(&text)
+            .map(Some)
+            .map_err(|e| format!("RINGTAIL_HTTP_TOKEN: {e}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err("RINGTAIL_HTTP_TOKEN is not valid UTF-8".to_string())
+        }
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -219,6 +286,42 @@ impl ServeArgs {
                 if root { 0o755 } else { 0o700 },
             )
         });
+        let http = match self.http {
+            Some(HttpListen::Off) => None,
+            listen => {
+                let (addr, explicit) = match listen {
+                    Some(HttpListen::Addr(a)) => (a, true),
+                    _ => (
+                        http::DEFAULT_ADDR
+                            .parse()
+                            .expect("the default HTTP address parses"),
+                        false,
+                    ),
+                };
+                let token = http_token(self.http_token.as_deref())?;
+                http::check_exposure(&addr, token.is_some(), self.http_insecure)?;
+                if self.http_max_limit == 0 || self.http_max_followers == 0 {
+                    return Err(
+                        "--http-max-limit and --http-max-followers must be at least 1".to_string(),
+                    );
+                }
+                Some(http::ListenConfig {
+                    addr,
+                    explicit,
+                    config: HttpConfig {
+                        token,
+                        max_limit: self.http_max_limit,
+                        default_limit: http::DEFAULT_LIMIT.min(self.http_max_limit),
+                        max_followers: self.http_max_followers,
+                        max_body: usize::try_from(self.http_max_body).unwrap_or(usize::MAX),
+                        timeout: self.http_timeout,
+                        max_line_len: self.max_line_len,
+                        long_lines: self.long_lines,
+                        ..HttpConfig::default()
+                    },
+                })
+            }
+        };
         Ok(DaemonConfig {
             ring,
             ingest,
@@ -229,10 +332,7 @@ impl ServeArgs {
             socket_dir,
             systemd_activation: true,
             echo: self.echo,
-            http: match self.http {
-                HttpListen::Off => None,
-                HttpListen::Addr(a) => Some(a),
-            },
+            http,
             daemonize: self.daemonize,
             log_flag: "--socket-log".into(),
             query_flag: "--socket-query".into(),
@@ -283,7 +383,11 @@ mod tests {
         assert_eq!(c.ring.max_entry_len, 1024);
         assert_eq!(c.ingest.max_line_len, 1024);
         assert_eq!(c.socket_mode, 0o660);
-        assert!(c.http.is_none());
+        let h = c.http.expect("HTTP is on by default");
+        assert_eq!(h.addr.to_string(), http::DEFAULT_ADDR);
+        assert!(!h.explicit);
+        assert_eq!(h.config.max_limit, http::DEFAULT_MAX_LIMIT);
+        assert_eq!(h.config.max_body, 1 << 20);
         assert!(!c.echo && !c.daemonize);
     }
 
@@ -340,5 +444,46 @@ mod tests {
         assert_eq!(a.max_bytes, Some(1 << 20));
         assert_eq!(a.long_lines, LongLines::Truncate);
         assert!(parse(&["--max-lines", "2"]).to_config().is_err());
+    }
+
+    #[test]
+    fn http_flags() {
+        assert!(parse(&["--http", "off"])
+            .to_config()
+            .unwrap()
+            .http
+            .is_none());
+        let h = parse(&["--http", "127.0.0.1:0", "--http-max-limit", "50"])
+            .to_config()
+            .unwrap()
+            .http
+            .unwrap();
+        assert!(h.explicit);
+        assert_eq!(h.addr.port(), 0);
+        assert_eq!((h.config.max_limit, h.config.default_limit), (50, 50));
+        // Beyond loopback: a token or --http-insecure, nothing else.
+        let e = parse(&["--http", "0.0.0.0:7464"]).to_config().unwrap_err();
+        assert!(e.contains("--http-token"), "{e}");
+        assert!(parse(&["--http", "0.0.0.0:7464", "--http-insecure"])
+            .to_config()
+            .is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "t0ken\n").unwrap();
+        let f = file.to_str().unwrap();
+        let h = parse(&["--http", "0.0.0.0:7464", "--http-token", f])
+            .to_config()
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(h.config.token, Some(Token::new("t0ken").unwrap()));
+        std::fs::write(&file, " \n").unwrap();
+        let e = parse(&["--http-token", f]).to_config().unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        let e = parse(&["--http-token", "/nonexistent/t"])
+            .to_config()
+            .unwrap_err();
+        assert!(e.contains("cannot read the token file"), "{e}");
+        assert!(parse_timeout("10s").is_ok() && parse_timeout("0s").is_err());
     }
 }

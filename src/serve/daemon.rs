@@ -1,7 +1,12 @@
-//! The daemon: binds the sockets, opens the ring, runs the fd-passing ingest
-//! and the query server on one tokio runtime, and shuts down cleanly.
+//! The daemon: binds the sockets, opens the ring, runs the fd-passing ingest,
+//! the query server and the HTTP API on one tokio runtime, and shuts down
+//! cleanly.
 //!
 //! What it promises:
+//! - **HTTP** ([`crate::serve::http`]) on its own TCP listener, bound with
+//!   the sockets (before any fork). On the default address a port already
+//!   taken only turns HTTP off, with a warning; an address given with
+//!   `--http` that cannot be bound stops the start with an error.
 //! - **Sockets.** The ingest socket (unix datagram) and the query socket
 //!   (unix stream) come from, in this order: an inherited fd
 //!   (`--fd-log`/`--fd-query`), systemd socket activation (`LISTEN_FDS`;
@@ -26,7 +31,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -41,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::format::{self, Format};
 use crate::ring::{All, Read, ReadBatch, Ring, RingConfig, RingError};
 use crate::selflog::SelfLog;
+use crate::serve::http;
 use crate::serve::memlogq::{self, QueryConfig};
 use crate::sources::{fdpass, IngestConfig};
 
@@ -73,8 +78,8 @@ pub struct DaemonConfig {
     pub systemd_activation: bool,
     /// Print every entry to stdout as memlogd does.
     pub echo: bool,
-    /// The HTTP API's address (`--http`); `None` is off.
-    pub http: Option<SocketAddr>,
+    /// The HTTP API (`--http` and its companions); `None` is off.
+    pub http: Option<http::ListenConfig>,
     /// Fork into the background once the sockets are bound.
     pub daemonize: bool,
     /// The flag names that set the two sockets, for error messages
@@ -112,7 +117,7 @@ struct Bound {
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let bound = bind_sockets(&config)?;
     let created = bound.created.clone();
-    let result = run_bound(config, bound);
+    let result = bind_http(&config).and_then(|http| run_bound(config, bound, http));
     if result.is_err() {
         // Whatever went wrong after binding, leave no socket file behind
         // (at a normal stop `serve` has removed them already).
@@ -121,7 +126,51 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     result
 }
 
-fn run_bound(config: DaemonConfig, bound: Bound) -> Result<(), DaemonError> {
+/// The HTTP listener, bound (like the unix sockets) before any fork so that
+/// errors reach the caller. A taken default address is not fatal: the
+/// daemon runs without HTTP and says so (the warning is returned, to be
+/// printed once the daemon listens).
+struct HttpBound {
+    listener: Option<std::net::TcpListener>,
+    warning: Option<String>,
+}
+
+fn bind_http(config: &DaemonConfig) -> Result<HttpBound, DaemonError> {
+    let Some(h) = &config.http else {
+        return Ok(HttpBound {
+            listener: None,
+            warning: None,
+        });
+    };
+    match std::net::TcpListener::bind(h.addr) {
+        Ok(listener) => Ok(HttpBound {
+            listener: Some(listener),
+            warning: None,
+        }),
+        Err(e) if !h.explicit => {
+            let why = if e.kind() == io::ErrorKind::AddrInUse {
+                "is in use by another program".to_string()
+            } else {
+                format!("is not available ({})", e.kind())
+            };
+            Ok(HttpBound {
+                listener: None,
+                warning: Some(format!(
+                    "the HTTP API is off: its default address {} {why}; pass --http ADDR \
+                     (port 0 picks a free port) or --http off",
+                    h.addr
+                )),
+            })
+        }
+        Err(e) => Err(DaemonError::Socket(format!(
+            "cannot listen for HTTP on {}: {e}; pass another --http ADDR (port 0 picks a free \
+             port), or --http off",
+            h.addr
+        ))),
+    }
+}
+
+fn run_bound(config: DaemonConfig, bound: Bound, http: HttpBound) -> Result<(), DaemonError> {
     match fdpass::raise_fd_limit() {
         Ok(_) => {}
         Err(e) => eprintln!("ringtail: warning: cannot raise the open-file limit ({e}); fewer sources can be read at once"),
@@ -137,7 +186,7 @@ fn run_bound(config: DaemonConfig, bound: Bound) -> Result<(), DaemonError> {
         .thread_name("ringtail")
         .build()
         .map_err(|e| DaemonError::Start(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(serve(config, bound, ring, ready));
+    let result = runtime.block_on(serve(config, bound, http, ring, ready));
     // A source read on the blocking pool that is stuck in a read must not
     // keep the process from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -148,6 +197,7 @@ fn run_bound(config: DaemonConfig, bound: Bound) -> Result<(), DaemonError> {
 async fn serve(
     config: DaemonConfig,
     bound: Bound,
+    http_bound: HttpBound,
     ring: Arc<Ring>,
     ready: Option<OwnedFd>,
 ) -> Result<(), DaemonError> {
@@ -189,12 +239,21 @@ async fn serve(
             selflog.info(msg);
         }
     }
-    selflog.info(start_summary(&config, &bound, &ring));
-    if let Some(addr) = config.http {
-        let msg = format!("--http {addr}: this build does not serve the HTTP API yet; only the unix sockets answer");
-        eprintln!("ringtail: warning: {msg}");
-        selflog.warn(msg);
-    }
+    let http_listener = match (http_bound.listener, &config.http) {
+        (Some(l), Some(h)) => {
+            let l = l
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+                .map_err(|e| start_err("cannot use the HTTP listener", e))?;
+            let addr = l
+                .local_addr()
+                .map_err(|e| start_err("cannot read the HTTP listener's address", e))?;
+            Some((l, addr, h.config.clone()))
+        }
+        _ => None,
+    };
+    let http_addr = http_listener.as_ref().map(|(_, addr, _)| *addr);
+    selflog.info(start_summary(&config, &bound, &ring, http_addr));
 
     let log_socket =
         to_tokio_datagram(bound.log).map_err(|e| start_err("cannot use the ingest socket", e))?;
@@ -215,10 +274,23 @@ async fn serve(
         token.clone(),
     ));
 
+    let mut http_task = http_listener.map(|(listener, _, http_config)| {
+        let app = http::app(ring.clone(), selflog.clone(), http_config, token.clone());
+        tokio::spawn(http::serve(listener, app, token.clone()))
+    });
+
+    let http_where = match http_addr {
+        Some(addr) => format!(", HTTP API on http://{addr}/"),
+        None => String::new(),
+    };
     eprintln!(
-        "ringtail: listening: ingest (fd passing) on {}, queries on {}",
+        "ringtail: listening: ingest (fd passing) on {}, queries on {}{http_where}",
         bound.log_name, bound.query_name
     );
+    if let Some(w) = &http_bound.warning {
+        eprintln!("ringtail: warning: {w}");
+        selflog.warn(w);
+    }
     report_ready(ready);
 
     let failed = |what: &'static str, r: Result<io::Result<()>, tokio::task::JoinError>| {
@@ -240,6 +312,16 @@ async fn serve(
             let e = failed("the query socket", r);
             (e.to_string(), Err(e))
         }
+        r = async {
+            match &mut http_task {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            http_task = None;
+            let e = failed("the HTTP API", r);
+            (e.to_string(), Err(e))
+        }
     };
 
     // Stop accepting first: new clients find no socket file and fail fast.
@@ -255,7 +337,11 @@ async fn serve(
     // does not end in time is abandoned rather than holding up a stop
     // the service manager would end with SIGKILL anyway.
     const DRAIN: Duration = Duration::from_secs(10);
-    for (what, task) in [("ingest", &mut ingest), ("queries", &mut queries)] {
+    let mut tasks = vec![("ingest", &mut ingest), ("queries", &mut queries)];
+    if let Some(task) = &mut http_task {
+        tasks.push(("the HTTP API", task));
+    }
+    for (what, task) in tasks {
         if task.is_finished() {
             continue;
         }
@@ -291,7 +377,12 @@ async fn serve(
 }
 
 /// The start entry: version, sockets, ring geometry, ingest settings.
-fn start_summary(config: &DaemonConfig, bound: &Bound, ring: &Ring) -> String {
+fn start_summary(
+    config: &DaemonConfig,
+    bound: &Bound,
+    ring: &Ring,
+    http: Option<std::net::SocketAddr>,
+) -> String {
     let g = ring.geometry();
     let ring_where = match &config.ring.file {
         Some(f) => format!("file {}", f.display()),
@@ -308,8 +399,12 @@ fn start_summary(config: &DaemonConfig, bound: &Bound, ring: &Ring) -> String {
         Some(r) => format!("{}/{:?}", r.lines, r.interval),
         None => "off".to_string(),
     };
+    let http = match http {
+        Some(addr) => format!("http://{addr}/"),
+        None => "off".to_string(),
+    };
     format!(
-        "ringtail {} started: ingest {}, queries {}, ring in {ring_where} ({} lines, {} bytes, {} sources), \
+        "ringtail {} started: ingest {}, queries {}, http {http}, ring in {ring_where} ({} lines, {} bytes, {} sources), \
          max-line-len {}, long-lines {long_lines}, rate-limit {rate}, query-format {query_format}, pid {}",
         env!("CARGO_PKG_VERSION"),
         bound.log_name,

@@ -1,5 +1,6 @@
-//! Serving readers: the memlogd query socket, and the daemon that ties sources, ring and servers together.
+//! Serving readers: the memlogd query socket, the HTTP API, and the daemon that ties sources, ring and servers together.
 
 pub mod daemon;
+pub mod http;
 pub mod loki;
 pub mod memlogq;

@@ -1,0 +1,387 @@
+//! `GET /api/v1/follow`: an optional backlog, then live entries as they
+//! are appended, until the client goes away (or `limit` entries).
+//!
+//! # Where it starts
+//!
+//! - With no backlog parameter: at the next entry appended.
+//! - `tail=N`: the last N matching entries first.
+//! - `since=TIME`: every matching entry from that time on (also a filter).
+//! - `after=SEQ`: strictly after that seq (a resume).
+//! - A `Last-Event-ID` header (what a browser's `EventSource` sends when it
+//!   reconnects) wins over all of these: the stream resumes strictly after
+//!   that seq, so a reconnect neither repeats nor loses an entry. If the
+//!   entries after it were evicted meanwhile, the stream starts with a gap
+//!   that counts them. If the id is past the newest entry (the daemon
+//!   restarted with a fresh in-memory ring), the stream sends a `reset`
+//!   event and starts from the oldest entry.
+//!
+//! # What it sends
+//!
+//! - **SSE** (`Accept: text/event-stream` or `format=sse`): events `entry`
+//!   (`id:` = seq, `data:` = the entry as an `ndjson` object), `gap`
+//!   (`id:` = the last missed seq, `data:` = `{"first_seq":N,"missed":N}`)
+//!   and `reset`; a `: keep-alive` comment every keep-alive interval while
+//!   idle, with an `id:` line when filtered-out entries moved the position
+//!   (so a reconnect does not rescan them).
+//! - **Lines** otherwise (default `logread`, or `format=...`), each chunk
+//!   sent as soon as the follower is caught up, so `curl -N` shows a line
+//!   the moment it is appended. Never compressed.
+//!
+//! # Slow clients
+//!
+//! Each stream reads the ring through its own cursor: the ring is the
+//! buffer. A client that reads slower than entries arrive makes its stream
+//! wait (at most [`super::STREAM_CHUNKS`] chunks queue up); meanwhile the
+//! ring goes on evicting, and when the stream reads again it sends a `gap`
+//! with the exact count. Memory per stream is bounded, and nobody else
+//! waits. At most `--http-max-followers` streams run at once; past that,
+//! 503.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::entries::{accepts, entry_object, future_seq, lines_content_type, send, Gone};
+use super::params::{self, FollowOutput};
+use super::{batch_size, ApiError, HttpState, Live, CHUNK};
+use crate::filter::Filter;
+use crate::format::{self, Format};
+use crate::ring::{Read, ReadBatch, ReadStatus, Snapshot};
+use crate::timefmt;
+
+pub(super) async fn get(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match start(state, &headers, query.as_deref().unwrap_or("")) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Where a stream starts, and whether it starts with a `reset`.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    seq: u64,
+    /// `(Last-Event-ID, newest seq)` when the id was past the newest entry.
+    reset: Option<(u64, u64)>,
+}
+
+fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Response, ApiError> {
+    let q = params::parse_follow(query, timefmt::now_ns()).map_err(ApiError::bad_request)?;
+    let output = q
+        .output
+        .unwrap_or(if accepts(headers, "text/event-stream") {
+            FollowOutput::Sse
+        } else {
+            FollowOutput::Lines(Format::Logread)
+        });
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "header Last-Event-ID: not a seq; send back the `id:` of the last event received",
+                    )
+                })?,
+        ),
+    };
+    let Ok(permit) = state.followers.clone().try_acquire_owned() else {
+        state
+            .metrics
+            .followers_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "all {} follower slots are in use; try again later, or raise --http-max-followers",
+                state.config.max_followers
+            ),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(r);
+    };
+
+    let snap = state.ring.snapshot();
+    let newest = snap.end().saturating_sub(1);
+    let at = match (last_event_id, q.after) {
+        (Some(id), _) if id > newest => Start {
+            seq: snap.first(),
+            reset: Some((id, newest)),
+        },
+        // A resume is exact: no tail, no skipping ahead.
+        (Some(id), _) => Start {
+            seq: (id + 1).max(since_start(&snap, &q.filter, id + 1)),
+            reset: None,
+        },
+        (None, Some(after)) if after > newest => {
+            return Err(ApiError::bad_request(future_seq("after", after, newest)))
+        }
+        (None, after) => {
+            let mut seq = match after {
+                Some(a) => a + 1,
+                None if q.tail.is_some() || q.filter.since_ns().is_some() => snap.first(),
+                None => snap.end(),
+            };
+            seq = seq.max(since_start(&snap, &q.filter, seq));
+            if let Some(n) = q.tail {
+                seq = seq.max(tail_start(&snap, &q.filter, n, seq));
+            }
+            Start { seq, reset: None }
+        }
+    };
+
+    let live_from = snap.end();
+    let (tx, body) = super::streamed_body();
+    let limit = q.limit;
+    let filter = q.filter;
+    tokio::spawn(async move {
+        // The follower slot is free once this task ends.
+        let _permit = permit;
+        let mut f = Follower {
+            state: &state,
+            output,
+            out: Vec::with_capacity(16 * 1024),
+            times: Vec::new(),
+            shard: state.metrics.delivery.shard(),
+            live_from,
+            last_id: at.seq.saturating_sub(1),
+            gaps: (0, 0),
+            left: limit.unwrap_or(u64::MAX),
+        };
+        let _ = f.run(&filter, at, &tx).await;
+        super::stats::report_gaps(&state, f.gaps.0, f.gaps.1);
+    });
+
+    let mut r = match output {
+        FollowOutput::Sse => (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        FollowOutput::Lines(format) => (
+            [
+                (header::CONTENT_TYPE, lines_content_type(format)),
+                (header::CACHE_CONTROL, "no-cache"),
+                // Browsers hold back text they may want to sniff.
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            body,
+        )
+            .into_response(),
+    };
+    // Proxies such as nginx buffer answers unless told not to.
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r.extensions_mut().insert(Live);
+    Ok(r)
+}
+
+/// The first seq at or after `since` (or `seq` when the filter has none).
+fn since_start(snap: &Snapshot<'_>, filter: &Filter, seq: u64) -> u64 {
+    filter.since_ns().map_or(seq, |since| snap.seek_time(since))
+}
+
+/// The first seq of the last `n` entries at or after `floor` that pass
+/// `filter` (or `floor` when there are fewer).
+fn tail_start(snap: &Snapshot<'_>, filter: &Filter, n: u64, floor: u64) -> u64 {
+    if n == 0 {
+        return snap.end();
+    }
+    let mut rev = snap.rev(filter);
+    let mut batch = ReadBatch::new();
+    let mut seen = 0;
+    loop {
+        if rev.read(&mut batch, 4096) == ReadStatus::End {
+            return floor;
+        }
+        for item in batch.iter() {
+            if let Read::Entry(e) = item {
+                if e.seq < floor {
+                    return floor;
+                }
+                seen += 1;
+                if seen == n {
+                    return e.seq;
+                }
+            }
+        }
+        if rev.position() <= floor {
+            return floor;
+        }
+    }
+}
+
+/// One follow stream's state.
+struct Follower<'s> {
+    state: &'s HttpState,
+    output: FollowOutput,
+    /// Rendered, not yet sent.
+    out: Vec<u8>,
+    /// Receive times of the entries in `out`, for the latency histogram.
+    times: Vec<u64>,
+    shard: usize,
+    /// Entries from this seq on were appended after the stream started:
+    /// only their delivery counts as "ingest to visible" (the backlog was
+    /// visible long before).
+    live_from: u64,
+    /// SSE: the id the client holds (its `Last-Event-ID` if it reconnects).
+    last_id: u64,
+    /// Gap records sent and entries they counted, not yet reported.
+    gaps: (u64, u64),
+    /// Entries still to send before the stream ends.
+    left: u64,
+}
+
+impl Follower<'_> {
+    async fn run(&mut self, filter: &Filter, at: Start, tx: &super::Chunks) -> Result<(), Gone> {
+        let state = self.state;
+        let ring = &*state.ring;
+        if self.output == FollowOutput::Sse {
+            // Something at once, so that the client sees the stream open.
+            self.out.extend_from_slice(b": ringtail follow\n\n");
+            if let Some((id, newest)) = at.reset {
+                self.sse_reset(id, newest, at.seq);
+            }
+            self.flush(tx).await?;
+        }
+        let mut cursor = ring.cursor(at.seq, filter);
+        let mut batch = ReadBatch::new();
+        let max = batch_size(ring);
+        loop {
+            let status = cursor.read(&mut batch, max);
+            self.render(&batch);
+            let done = self.left == 0;
+            if status == ReadStatus::CaughtUp || self.out.len() >= CHUNK || done {
+                self.flush(tx).await?;
+            }
+            if done {
+                return Ok(());
+            }
+            if status != ReadStatus::CaughtUp {
+                tokio::task::consume_budget().await;
+                continue;
+            }
+            // Caught up: a good moment for the self log (see report_gaps).
+            super::stats::report_gaps(state, self.gaps.0, self.gaps.1);
+            self.gaps = (0, 0);
+            loop {
+                tokio::select! {
+                    _ = cursor.wait() => break,
+                    _ = tokio::time::sleep(state.config.keep_alive) => {
+                        if self.output == FollowOutput::Sse {
+                            self.sse_keep_alive(cursor.position().saturating_sub(1));
+                            self.flush(tx).await?;
+                        }
+                    }
+                    _ = tx.closed() => return Err(Gone),
+                    _ = state.shutdown.cancelled() => return Err(Gone),
+                }
+            }
+        }
+    }
+
+    fn render(&mut self, batch: &ReadBatch) {
+        for item in batch.iter() {
+            if self.left == 0 {
+                return;
+            }
+            match (item, self.output) {
+                (Read::Entry(e), FollowOutput::Sse) => {
+                    let mut num = itoa::Buffer::new();
+                    self.out.extend_from_slice(b"id: ");
+                    self.out.extend_from_slice(num.format(e.seq).as_bytes());
+                    self.out.extend_from_slice(b"\nevent: entry\ndata: ");
+                    entry_object(&mut self.out, &e);
+                    self.out.extend_from_slice(b"\n\n");
+                    self.last_id = e.seq;
+                    if e.seq >= self.live_from {
+                        self.times.push(e.time);
+                    }
+                    self.left -= 1;
+                }
+                (Read::Entry(e), FollowOutput::Lines(format)) => {
+                    format::write_entry(&mut self.out, format, &e);
+                    if e.seq >= self.live_from {
+                        self.times.push(e.time);
+                    }
+                    self.left -= 1;
+                }
+                (Read::Gap { first_seq, missed }, FollowOutput::Sse) => {
+                    let mut num = itoa::Buffer::new();
+                    let last = first_seq + missed - 1;
+                    self.out.extend_from_slice(b"id: ");
+                    self.out.extend_from_slice(num.format(last).as_bytes());
+                    self.out
+                        .extend_from_slice(b"\nevent: gap\ndata: {\"first_seq\":");
+                    self.out.extend_from_slice(num.format(first_seq).as_bytes());
+                    self.out.extend_from_slice(b",\"missed\":");
+                    self.out.extend_from_slice(num.format(missed).as_bytes());
+                    self.out.extend_from_slice(b"}\n\n");
+                    self.last_id = last;
+                    self.gaps.0 += 1;
+                    self.gaps.1 += missed;
+                }
+                (Read::Gap { first_seq, missed }, FollowOutput::Lines(format)) => {
+                    format::write_gap(&mut self.out, format, first_seq, missed, timefmt::now_ns());
+                    self.gaps.0 += 1;
+                    self.gaps.1 += missed;
+                }
+            }
+        }
+    }
+
+    fn sse_reset(&mut self, id: u64, newest: u64, from: u64) {
+        let _ = std::io::Write::write_fmt(
+            &mut self.out,
+            format_args!(
+                "id: {}\nevent: reset\ndata: {{\"last_event_id\":{id},\"newest_seq\":{newest},\"from_seq\":{from}}}\n\n",
+                from.saturating_sub(1)
+            ),
+        );
+        self.last_id = from.saturating_sub(1);
+    }
+
+    /// A keep-alive comment; with an `id:` when entries the filter turned
+    /// down moved the position past what the client holds.
+    fn sse_keep_alive(&mut self, examined: u64) {
+        self.out.extend_from_slice(b": keep-alive\n");
+        if examined > self.last_id {
+            let mut num = itoa::Buffer::new();
+            self.out.extend_from_slice(b"id: ");
+            self.out.extend_from_slice(num.format(examined).as_bytes());
+            self.out.push(b'\n');
+            self.last_id = examined;
+        }
+        self.out.push(b'\n');
+    }
+
+    /// Sends what is rendered and records the delivery latency of its
+    /// entries.
+    async fn flush(&mut self, tx: &super::Chunks) -> Result<(), Gone> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        send(tx, &mut self.out, self.state).await?;
+        if !self.times.is_empty() {
+            let now = timefmt::now_ns();
+            self.state.metrics.delivery.record(
+                self.shard,
+                self.times.drain(..).map(|t| now.saturating_sub(t) / 1000),
+            );
+        }
+        Ok(())
+    }
+}

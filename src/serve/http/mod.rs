@@ -1,0 +1,584 @@
+//! The HTTP API: filtered queries, follow over SSE or plain lines, sources,
+//! stats, Prometheus metrics and ingest, on one axum app.
+//!
+//! # What a client can rely on
+//!
+//! - **Routes.** [`ROUTES`] lists every route this module serves; the app is
+//!   built from that list and `api/openapi.yaml` describes exactly those
+//!   (a test compares the two both ways).
+//! - **Loopback by default.** The daemon listens on [`DEFAULT_ADDR`]
+//!   (127.0.0.1:7464, "RING" on a phone keypad; 7070 was avoided because
+//!   AnyDesk and RealServer use it). A non-loopback address is refused
+//!   unless a bearer token is configured or `--http-insecure` is given
+//!   ([`check_exposure`]).
+//! - **Auth.** With a token ([`HttpConfig::token`]) every route except
+//!   `/healthz` requires `Authorization: Bearer TOKEN`, compared in constant
+//!   time; otherwise 401. No CORS headers are sent, so browsers only let
+//!   pages from this same origin read the answers.
+//! - **Limits.** Documents of `GET /api/v1/entries` hold at most
+//!   [`HttpConfig::max_limit`] entries (a larger `limit` is capped; page on
+//!   with `next`); at most [`HttpConfig::max_followers`] follow streams at
+//!   once (then 503); request bodies of at most [`HttpConfig::max_body`]
+//!   bytes (then 413); non-streaming requests end after
+//!   [`HttpConfig::timeout`] (then 408); regexes are capped by the filter
+//!   ([`crate::filter::REGEX_SIZE_LIMIT`]).
+//! - **Bounded memory per client.** Streamed answers (NDJSON exports,
+//!   follows) go through a channel of [`STREAM_CHUNKS`] chunks of about
+//!   [`CHUNK`] bytes; each reader reads the ring through its own cursor, so
+//!   a slow client falls behind in the ring (and is told so with a gap)
+//!   instead of growing a buffer.
+//! - **gzip** for answers over 1 KiB when the client accepts it, except
+//!   live streams (follow), which are sent as they come.
+//!
+//! # Merging more routes
+//!
+//! [`app`] builds the whole application: this module's routes, then (the
+//! one place to add a line) every further router merged in before the
+//! shared layers, so that merged routes get the same auth, limits, timeout,
+//! gzip and 404 answer. A router to merge must carry its state already
+//! (`Router<()>`) and must not set a fallback.
+
+mod entries;
+mod follow;
+mod ingest;
+pub mod params;
+mod sources;
+mod stats;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{self, MethodRouter};
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::ring::Ring;
+use crate::selflog::SelfLog;
+use crate::sources::LongLines;
+
+pub use stats::Metrics;
+
+/// Where the daemon serves HTTP when `--http` is not given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7464";
+/// Default and cap of `limit` for documents (`--http-max-limit`).
+pub const DEFAULT_LIMIT: u64 = 100;
+pub const DEFAULT_MAX_LIMIT: u64 = 10_000;
+/// Default cap of concurrent follow streams (`--http-max-followers`).
+pub const DEFAULT_MAX_FOLLOWERS: usize = 1024;
+/// Default cap of a request body (`--http-max-body`).
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default time a non-streaming request may take (`--http-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle SSE stream sends a keep-alive comment.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A streamed answer is sent in chunks of about this many bytes...
+pub const CHUNK: usize = 256 * 1024;
+/// ...with at most this many chunks waiting for the client.
+pub const STREAM_CHUNKS: usize = 2;
+/// At most this many entries per ring read.
+const MAX_BATCH: usize = 4096;
+
+/// A bearer token. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Checks a token's text: printable ASCII without spaces (what fits in
+    /// an `Authorization` header), not empty. Surrounding whitespace (the
+    /// newline at the end of a token file) is dropped.
+    pub fn new(text: &str) -> Result<Token, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(
+                "the HTTP token is empty; put a random string in it, e.g. the output of \
+                        `openssl rand -hex 32`"
+                    .into(),
+            );
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the HTTP token has spaces, control or non-ASCII characters; use printable \
+                        ASCII only, e.g. the output of `openssl rand -hex 32`"
+                    .into(),
+            );
+        }
+        Ok(Token(t.to_string()))
+    }
+
+    /// Whether an `Authorization` header value carries this token
+    /// (`Bearer TOKEN`, scheme case-insensitive). Constant time in the
+    /// token's bytes.
+    fn accepts(&self, header: &[u8]) -> bool {
+        let Some((scheme, given)) = header.split_at_checked(7) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
+            return false;
+        }
+        let given = given.trim_ascii();
+        subtle::ConstantTimeEq::ct_eq(given, self.0.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+/// How the HTTP API behaves. `HttpConfig::default()` is the daemon's
+/// default.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Required bearer token, if any.
+    pub token: Option<Token>,
+    /// `limit` of documents when none is given.
+    pub default_limit: u64,
+    /// The most entries one document holds.
+    pub max_limit: u64,
+    /// The most follow streams at once.
+    pub max_followers: usize,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+    /// How long a non-streaming request may take.
+    pub timeout: Duration,
+    /// Keep-alive interval of idle SSE streams.
+    pub keep_alive: Duration,
+    /// Ingest: longest entry; longer lines are split or cut as the socket
+    /// ingest does (`--max-line-len`, `--long-lines`).
+    pub max_line_len: usize,
+    pub long_lines: LongLines,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            token: None,
+            default_limit: DEFAULT_LIMIT,
+            max_limit: DEFAULT_MAX_LIMIT,
+            max_followers: DEFAULT_MAX_FOLLOWERS,
+            max_body: DEFAULT_MAX_BODY,
+            timeout: DEFAULT_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            max_line_len: 1024,
+            long_lines: LongLines::Split,
+        }
+    }
+}
+
+/// Where and how the daemon serves HTTP (`--http` and its companions).
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    /// The address was given with `--http` (a failure to bind is then
+    /// fatal; on the default address it is a warning).
+    pub explicit: bool,
+    pub config: HttpConfig,
+}
+
+/// Refuses to expose the API beyond loopback without a token, unless the
+/// operator insists.
+pub fn check_exposure(addr: &SocketAddr, has_token: bool, insecure: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() || has_token || insecure {
+        return Ok(());
+    }
+    Err(format!(
+        "--http {addr} would serve every log on this host to the network without authentication; \
+         give --http-token FILE (or RINGTAIL_HTTP_TOKEN), or --http-insecure if a firewall or \
+         proxy protects it, or listen on 127.0.0.1"
+    ))
+}
+
+/// What every handler shares.
+pub struct HttpState {
+    ring: Arc<Ring>,
+    selflog: SelfLog,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+    followers: Arc<Semaphore>,
+    sources: sources::Cache,
+}
+
+impl HttpState {
+    pub fn new(
+        ring: Arc<Ring>,
+        selflog: SelfLog,
+        config: HttpConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<HttpState> {
+        Arc::new(HttpState {
+            followers: Arc::new(Semaphore::new(config.max_followers)),
+            metrics: Metrics::new(ROUTES.len()),
+            sources: sources::Cache::default(),
+            ring,
+            selflog,
+            config,
+            shutdown,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Follow streams open now.
+    pub fn followers(&self) -> usize {
+        self.config.max_followers - self.followers.available_permits()
+    }
+}
+
+/// Which handler a route runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Entries,
+    Ingest,
+    Follow,
+    Sources,
+    Stats,
+    Metrics,
+    Healthz,
+}
+
+/// One route: method, path (axum syntax), handler.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+/// Every route of this module. The app is built from this list, and
+/// `api/openapi.yaml` must describe exactly these.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/api/v1/entries",
+        endpoint: Endpoint::Entries,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/entries",
+        endpoint: Endpoint::Ingest,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/follow",
+        endpoint: Endpoint::Follow,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/sources",
+        endpoint: Endpoint::Sources,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/stats",
+        endpoint: Endpoint::Stats,
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        endpoint: Endpoint::Metrics,
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        endpoint: Endpoint::Healthz,
+    },
+];
+
+fn method_router(route: &Route) -> MethodRouter<Arc<HttpState>> {
+    let r = match route.endpoint {
+        Endpoint::Entries => routing::get(entries::get),
+        // Bodies sent with `Content-Encoding: gzip` are inflated before the
+        // handler reads them, so the size cap applies to what is stored.
+        Endpoint::Ingest => routing::post(ingest::post).layer(RequestDecompressionLayer::new()),
+        Endpoint::Follow => routing::get(follow::get),
+        Endpoint::Sources => routing::get(sources::get),
+        Endpoint::Stats => routing::get(stats::get_stats),
+        Endpoint::Metrics => routing::get(stats::get_metrics),
+        Endpoint::Healthz => routing::get(stats::healthz),
+    };
+    debug_assert_eq!(
+        route.method,
+        match route.endpoint {
+            Endpoint::Ingest => "POST",
+            _ => "GET",
+        }
+    );
+    r
+}
+
+/// This module's routes, with their state.
+pub fn api_router(state: Arc<HttpState>) -> Router {
+    let mut router = Router::new();
+    for route in ROUTES {
+        router = router.route(route.path, method_router(route));
+    }
+    router.with_state(state)
+}
+
+/// The whole HTTP application: this module's routes, further routers
+/// merged in, and the layers they all share. This is where the Loki API
+/// and the dashboard are merged (add further routers to `routers` here).
+pub fn app(
+    ring: Arc<Ring>,
+    selflog: SelfLog,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> Router {
+    let state = HttpState::new(ring, selflog, config, shutdown);
+    let routers: Vec<Router> = Vec::new();
+    app_with(state, routers)
+}
+
+/// [`app`] with the state built by the caller (to read its metrics) and
+/// the routers to merge given explicitly.
+pub fn app_with(state: Arc<HttpState>, routers: impl IntoIterator<Item = Router>) -> Router {
+    let mut router = api_router(state.clone());
+    for other in routers {
+        router = router.merge(other);
+    }
+    let timeout = state.config.timeout;
+    router
+        .fallback(not_found)
+        .layer(CompressionLayer::new().compress_when(compress_predicate()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(state, authorize))
+        // Outermost: covers auth and the handler up to the response head;
+        // a streamed body is not cut by it.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+}
+
+/// gzip answers over 1 KiB, but never live streams, SSE, images or gRPC.
+fn compress_predicate() -> impl Predicate {
+    SizeAbove::new(1024)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::GRPC)
+        .and(|_, _, _: &HeaderMap, ext: &axum::http::Extensions| ext.get::<Live>().is_none())
+}
+
+/// Marks a response that is a live stream: sent as it comes, never
+/// compressed (a compressor would hold lines back until its buffer fills).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Live;
+
+async fn authorize(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.config.token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|h| token.accepts(h.as_bytes()));
+    if ok {
+        return next.run(req).await;
+    }
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "this ringtail requires a bearer token: send `Authorization: Bearer TOKEN` with the token \
+         the daemon was given (--http-token FILE or RINGTAIL_HTTP_TOKEN)",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ringtail\""),
+    );
+    r
+}
+
+async fn count_requests(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let index = req.extensions().get::<MatchedPath>().and_then(|p| {
+        ROUTES
+            .iter()
+            .position(|r| r.path == p.as_str() && r.method == req.method().as_str())
+    });
+    state.metrics.count_request(index);
+    next.run(req).await
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {method} {}; the API is described at api/openapi.yaml: /api/v1/entries, \
+             /api/v1/follow, /api/v1/sources, /api/v1/stats, /metrics, /healthz",
+            uri.path()
+        ),
+    )
+}
+
+/// An error answer: the status and `{"error":"..."}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl ToString) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&serde_json::json!({ "error": self.message }))
+            .expect("a JSON object of one string serialises");
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// A JSON answer from bytes already rendered.
+pub(crate) fn json_bytes(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The sending half of a streamed body; an `Err` aborts the response (the
+/// client sees a broken transfer, not a clean end).
+pub(crate) type Chunks = tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>;
+
+/// A body fed by a bounded channel of [`STREAM_CHUNKS`] chunks.
+pub(crate) fn streamed_body() -> (Chunks, Body) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    (tx, Body::from_stream(stream))
+}
+
+/// Entries per ring read: about [`CHUNK`] bytes of messages, judged from
+/// the ring's average room per line.
+pub(crate) fn batch_size(ring: &Ring) -> usize {
+    let g = ring.geometry();
+    let avg = (g.data_words * 8 / g.slots.max(1)).max(16) as usize;
+    (CHUNK / avg).clamp(256, MAX_BATCH)
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets
+/// requests in flight finish (follow streams end at shutdown).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    // Small SSE events must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// A server running on the current runtime (tests, benches, embedding).
+pub struct Running {
+    /// The address it listens on (the real port when bound to port 0).
+    pub addr: SocketAddr,
+    pub state: Arc<HttpState>,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves the API on it.
+pub async fn start(
+    addr: SocketAddr,
+    ring: Arc<Ring>,
+    selflog: SelfLog,
+    config: HttpConfig,
+) -> io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let state = HttpState::new(ring, selflog, config, shutdown.clone());
+    let app = app_with(state.clone(), Vec::new());
+    let task = tokio::spawn(serve(listener, app, shutdown.clone()));
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = Token::new(" s3cret-token\n").unwrap();
+        assert!(t.accepts(b"Bearer s3cret-token"));
+        assert!(t.accepts(b"bearer s3cret-token "));
+        assert!(!t.accepts(b"Bearer s3cret-tokeN"));
+        assert!(!t.accepts(b"Bearer s3cret-token2"));
+        assert!(!t.accepts(b"Basic s3cret-token"));
+        assert!(!t.accepts(b"Bearer"));
+        assert!(!t.accepts(b""));
+        assert!(Token::new("  \n").is_err());
+        assert!(Token::new("a b").is_err());
+        assert_eq!(format!("{t:?}"), "Token(..)");
+    }
+
+    #[test]
+    fn exposure() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(check_exposure(&a("127.0.0.1:1"), false, false).is_ok());
+        assert!(check_exposure(&a("[::1]:1"), false, false).is_ok());
+        let e = check_exposure(&a("0.0.0.0:1"), false, false).unwrap_err();
+        assert!(
+            e.contains("--http-token") && e.contains("--http-insecure"),
+            "{e}"
+        );
+        assert!(check_exposure(&a("0.0.0.0:1"), true, false).is_ok());
+        assert!(check_exposure(&a("0.0.0.0:1"), false, true).is_ok());
+    }
+
+    #[test]
+    fn routes_are_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    (a.method, a.path) != (b.method, b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}
