@@ -236,16 +236,13 @@ impl Eval<'_> {
             if t > hi {
                 return;
             }
-            let i0 = if t <= steps.start {
-                0
-            } else {
-                (t - steps.start).div_ceil(steps.step) as usize
-            };
-            let last = t.saturating_add(range - 1);
-            if last < steps.start {
-                return;
+            // Entries come in time order and many share their steps: work
+            // the steps out (two divisions) only when the time leaves the
+            // interval the last answer holds for.
+            if t < acc.window.0 || t >= acc.window.1 {
+                acc.window = steps_for(&steps, range, t);
             }
-            let i1 = (((last - steps.start) / steps.step) as usize).min(steps.n - 1);
+            let (_, _, i0, i1) = acc.window;
             if i0 > i1 {
                 return;
             }
@@ -324,6 +321,8 @@ impl AccSeries {
 }
 
 struct RangeAcc {
+    /// The last [`steps_for`] answer.
+    window: (u64, u64, usize, usize),
     keys: KeyIndex,
     by_labels: HashMap<Labels, u32>,
     series: Vec<AccSeries>,
@@ -334,6 +333,7 @@ struct RangeAcc {
 impl RangeAcc {
     fn new(n: usize, with_bytes: bool) -> RangeAcc {
         RangeAcc {
+            window: (1, 0, 1, 0),
             keys: KeyIndex::default(),
             by_labels: HashMap::new(),
             series: Vec::new(),
@@ -350,6 +350,7 @@ impl RangeAcc {
             series,
             n,
             with_bytes,
+            ..
         } = self;
         keys.get(e, || {
             let labels = label_set(e.origin, e.flags, drops);
@@ -367,6 +368,39 @@ impl RangeAcc {
             })
         }) as usize
     }
+}
+
+/// The steps whose window `(step - range, step]` holds an entry at time
+/// `t`, as `(from, until, first, last)`: steps `first..=last` (none when
+/// `first > last`), an answer that holds for every time in `from..until`.
+fn steps_for(steps: &Steps, range: u64, t: u64) -> (u64, u64, usize, usize) {
+    // The first step at or after t.
+    let (mut from, mut until, first) = if t <= steps.start {
+        (0, steps.start + 1, 0)
+    } else {
+        let i = (t - steps.start).div_ceil(steps.step);
+        (
+            steps.start + (i - 1) * steps.step + 1,
+            (steps.start + i * steps.step).saturating_add(1),
+            i as usize,
+        )
+    };
+    // The last step before t + range.
+    let reach = t.saturating_add(range - 1);
+    if reach < steps.start {
+        until = until.min(steps.start - (range - 1));
+        return (from, until, 1, 0);
+    }
+    let k = (reach - steps.start) / steps.step;
+    let last = if k >= steps.n as u64 - 1 {
+        from = from.max(steps.last().saturating_sub(range - 1));
+        steps.n - 1
+    } else {
+        from = from.max(steps.at(k as usize).saturating_sub(range - 1));
+        until = until.min(steps.at(k as usize + 1).saturating_sub(range - 1));
+        k as usize
+    };
+    (from, until, first, last)
 }
 
 /// The owned label set of an entry, without the dropped labels.
@@ -1259,6 +1293,35 @@ mod tests {
                             "{q} step {step}: {g:?} != {e:?}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn step_intervals_hold_where_they_say() {
+        let direct = |steps: &Steps, range: u64, t: u64| -> Option<(usize, usize)> {
+            let hits: Vec<usize> = (0..steps.n)
+                .filter(|&i| steps.at(i) >= t && steps.at(i) < t + range)
+                .collect();
+            Some((*hits.first()?, *hits.last()?))
+        };
+        for (start, step, n, range) in [
+            (100u64, 10u64, 7usize, 25u64),
+            (100, 10, 7, 3),
+            (100, 10, 7, 10),
+            (100, 10, 7, 1000),
+            (100, 1, 1, 5),
+            (5, 7, 4, 50),
+        ] {
+            let steps = Steps { start, step, n };
+            for t in 0..start + step * n as u64 + 2 * range {
+                let (from, until, first, last) = steps_for(&steps, range, t);
+                assert!(from <= t && t < until, "{t} outside {from}..{until}");
+                for u in from..until.min(t + 3 * step + range) {
+                    let want = direct(&steps, range, u);
+                    let got = (first <= last).then_some((first, last));
+                    assert_eq!(got, want, "steps {steps:?} range {range} t {t} u {u}");
                 }
             }
         }
