@@ -15,7 +15,15 @@ use std::sync::Arc;
 use ringtail::entry::{Flags, Origin};
 use ringtail::ring::{All, OriginHandle, Read, ReadBatch, ReadStatus, Ring, RingConfig};
 
+/// Runs a model and prints how many executions loom explored, so a model
+/// that silently stopped exploring shows up in the test output.
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    static EXECUTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    EXECUTIONS.store(0, std::sync::atomic::Ordering::Relaxed);
+    let counted = move || {
+        EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    };
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(
         std::env::var("LOOM_MAX_PREEMPTIONS")
@@ -24,7 +32,10 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
             .unwrap_or(2),
     );
     b.max_branches = 20_000;
-    b.check(f);
+    b.check(counted);
+    let n = EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed);
+    println!("loom explored {n} executions");
+    assert!(n > 1, "the model explored only one execution");
 }
 
 fn tiny_ring() -> (Arc<Ring>, Vec<OriginHandle>) {
@@ -35,7 +46,9 @@ fn tiny_ring() -> (Arc<Ring>, Vec<OriginHandle>) {
     let ring = Arc::new(Ring::open(&c).unwrap());
     // Interned before any thread starts: interning takes std locks, which
     // loom does not model.
-    let origins = (0..2).map(|w| ring.origin(Origin::new(format!("w{w}"))).unwrap()).collect();
+    let origins = (0..2)
+        .map(|w| ring.origin(Origin::new(format!("w{w}"))).unwrap())
+        .collect();
     (ring, origins)
 }
 
@@ -53,7 +66,12 @@ fn check(e: &ringtail::entry::EntryRef<'_>) -> (u64, u64) {
     assert_eq!(e.msg[..8], e.msg[8..], "seq {} is torn", e.seq);
     let tag = u64::from_le_bytes(e.msg[..8].try_into().unwrap());
     let (w, n) = (tag >> 32, tag & 0xffff_ffff);
-    assert_eq!(e.origin.source, format!("w{w}"), "seq {} has another writer's origin", e.seq);
+    assert_eq!(
+        e.origin.source,
+        format!("w{w}"),
+        "seq {} has another writer's origin",
+        e.seq
+    );
     (w, n)
 }
 
@@ -76,12 +94,18 @@ fn follow_for(ring: &Ring, from: u64, reads: usize) -> (u64, u64, u64) {
                 Read::Entry(e) => {
                     assert_eq!(e.seq, next);
                     let (w, n) = check(&e);
-                    assert!(last[w as usize].is_none_or(|l| n > l), "writer order broken");
+                    assert!(
+                        last[w as usize].is_none_or(|l| n > l),
+                        "writer order broken"
+                    );
                     last[w as usize] = Some(n);
                     delivered += 1;
                     next += 1;
                 }
-                Read::Gap { first_seq, missed: m } => {
+                Read::Gap {
+                    first_seq,
+                    missed: m,
+                } => {
                     assert_eq!(first_seq, next);
                     missed += m;
                     next += m;
@@ -111,7 +135,10 @@ fn two_writers_one_follower() {
             })
             .collect();
         let (_, missed, _) = follow_for(&ring, 1, 2);
-        assert_eq!(missed, 0, "nothing can be evicted from a 4-slot ring by 2 entries");
+        assert_eq!(
+            missed, 0,
+            "nothing can be evicted from a 4-slot ring by 2 entries"
+        );
         for w in writers {
             w.join().unwrap();
         }
@@ -186,6 +213,10 @@ fn two_writers_lap_with_follower() {
         }
         assert_eq!(ring.published_seq(), 8);
         let (delivered, missed, end) = follow_for(&ring, 1, 3);
-        assert_eq!((delivered, missed, end), (4, 3, 8), "4 slots: the last 4 are retained");
+        assert_eq!(
+            (delivered, missed, end),
+            (4, 3, 8),
+            "4 slots: the last 4 are retained"
+        );
     });
 }

@@ -14,7 +14,9 @@ fn ring(max_lines: u64, max_bytes: u64) -> Ring {
 }
 
 /// Reads everything a cursor yields until it is caught up or done.
-fn drain<S: Select>(cursor: &mut ringtail::ring::Cursor<'_, S>) -> (Vec<(u64, String, Vec<u8>)>, u64) {
+fn drain<S: Select>(
+    cursor: &mut ringtail::ring::Cursor<'_, S>,
+) -> (Vec<(u64, String, Vec<u8>)>, u64) {
     let mut batch = ReadBatch::new();
     let mut entries = Vec::new();
     let mut missed = 0;
@@ -40,7 +42,10 @@ fn appends_get_increasing_seqs_and_times() {
     assert_eq!(missed, 0);
     assert_eq!(
         entries,
-        vec![(1, "a".into(), b"one".to_vec()), (2, "a".into(), b"two".to_vec())]
+        vec![
+            (1, "a".into(), b"one".to_vec()),
+            (2, "a".into(), b"two".to_vec())
+        ]
     );
 }
 
@@ -58,7 +63,10 @@ fn count_limit_evicts_oldest() {
     assert_eq!(entries.len(), 8);
     assert_eq!(entries[0].2, b"m12");
     let st = r.stats();
-    assert_eq!((st.retained, st.appended_total, st.evicted_total), (8, 20, 12));
+    assert_eq!(
+        (st.retained, st.appended_total, st.evicted_total),
+        (8, 20, 12)
+    );
 }
 
 #[test]
@@ -239,7 +247,9 @@ impl Select for Contains {
 fn filters_account_for_every_entry() {
     let r = ring(64, 64 * 1024);
     let a = r.origin(Origin::new("a")).unwrap();
-    let b = r.origin(Origin::new("b").with_label("container_name", "web")).unwrap();
+    let b = r
+        .origin(Origin::new("b").with_label("container_name", "web"))
+        .unwrap();
     for i in 0..20u32 {
         let o = if i % 2 == 0 { &a } else { &b };
         r.append(o, Flags::default(), format!("msg {i}").as_bytes());
@@ -293,7 +303,9 @@ fn origins_are_interned_and_reclaimed_when_unused() {
     let a2 = r.origin(Origin::new("a")).unwrap();
     assert_eq!(a1.id(), a2.id());
     // 8 origin slots: fill them while holding the handles.
-    let held: Vec<_> = (0..7).map(|i| r.origin(Origin::new(format!("s{i}"))).unwrap()).collect();
+    let held: Vec<_> = (0..7)
+        .map(|i| r.origin(Origin::new(format!("s{i}"))).unwrap())
+        .collect();
     assert!(r.origin(Origin::new("one-too-many")).is_err());
     // Released handles whose entries are gone can be reclaimed.
     let last_id = held.last().unwrap().id();
@@ -316,7 +328,10 @@ fn origins_are_interned_and_reclaimed_when_unused() {
 #[test]
 fn bad_geometry_is_a_clear_error() {
     let mut c = RingConfig::new(2);
-    assert!(Ring::open(&c).unwrap_err().to_string().contains("at least 4"));
+    assert!(Ring::open(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 4"));
     c = RingConfig::new(100);
     c.max_bytes = 100;
     let err = Ring::open(&c).unwrap_err().to_string();
@@ -332,9 +347,15 @@ fn ring_file_reopens_with_entries_seqs_and_origins() {
     {
         let r = Ring::open(&c).unwrap();
         assert!(!r.recovery().reopened);
-        let o = r.origin(Origin::new("svc").with_label("container_name", "web")).unwrap();
+        let o = r
+            .origin(Origin::new("svc").with_label("container_name", "web"))
+            .unwrap();
         for i in 0..40u32 {
-            r.append(&o, Flags::default().with_stream(Some(Stream::Stdout)), format!("line {i}").as_bytes());
+            r.append(
+                &o,
+                Flags::default().with_stream(Some(Stream::Stdout)),
+                format!("line {i}").as_bytes(),
+            );
         }
         r.flush().unwrap();
     }
@@ -346,7 +367,9 @@ fn ring_file_reopens_with_entries_seqs_and_origins() {
     assert_eq!(missed, 0);
     assert_eq!(entries.len(), 32);
     assert_eq!(entries[0], (9, "svc".into(), b"line 8".to_vec()));
-    let o = r.origin(Origin::new("svc").with_label("container_name", "web")).unwrap();
+    let o = r
+        .origin(Origin::new("svc").with_label("container_name", "web"))
+        .unwrap();
     assert_eq!(r.append(&o, Flags::default(), b"after"), 41);
     // Another geometry is refused unless a reset is asked for.
     let mut other = c.clone();

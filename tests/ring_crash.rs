@@ -33,7 +33,10 @@ fn crash_child_writer() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let round: u64 = std::env::var("RINGTAIL_CRASH_ROUND").unwrap().parse().unwrap();
+    let round: u64 = std::env::var("RINGTAIL_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let ring = Ring::open(&config(path.as_ref())).unwrap();
     println!("opened next_seq={}", ring.published_seq());
     std::thread::scope(|s| {
@@ -49,7 +52,11 @@ fn crash_child_writer() {
                     spans.clear();
                     for _ in 0..(1 + n % 7) {
                         let m = message(w, n, 300);
-                        spans.push(Span { start: buf.len() as u32, len: m.len() as u32, flags: Flags::default() });
+                        spans.push(Span {
+                            start: buf.len() as u32,
+                            len: m.len() as u32,
+                            flags: Flags::default(),
+                        });
                         buf.extend_from_slice(&m);
                         n += 1;
                     }
@@ -122,14 +129,21 @@ fn ring_file_survives_sigkill() {
     let mut last_end = 1;
     let mut torn_total = 0;
     for round in 0..4u64 {
-        let mut child = KillOnDrop(Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &path)
-            .env("RINGTAIL_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap());
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "crash_child_writer",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, &path)
+                .env("RINGTAIL_CRASH_ROUND", round.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
         // libtest prints its own lines first.
         let opened = lines
@@ -137,7 +151,11 @@ fn ring_file_survives_sigkill() {
             .map(|l| l.unwrap())
             .find_map(|l| l.find("opened").map(|at| l[at..].to_string()))
             .expect("child did not open the ring");
-        assert_eq!(opened, format!("opened next_seq={last_end}"), "seqs continue after the last published one");
+        assert_eq!(
+            opened,
+            format!("opened next_seq={last_end}"),
+            "seqs continue after the last published one"
+        );
         // Let it write a few thousand entries (several laps of the ring),
         // then kill it wherever it is.
         let progress = lines

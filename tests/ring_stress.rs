@@ -51,12 +51,23 @@ impl Tally {
                     self.next = e.seq;
                 }
                 assert_eq!(e.seq, self.next, "seq skipped without a gap");
-                assert!(e.time >= self.last_time, "time went backwards at seq {}", e.seq);
+                assert!(
+                    e.time >= self.last_time,
+                    "time went backwards at seq {}",
+                    e.seq
+                );
                 self.last_time = e.time;
                 let (w, n) = check(e.msg).unwrap_or_else(|err| panic!("seq {}: {err}", e.seq));
-                assert_eq!(e.origin.source, format!("writer-{w}"), "entry carries another writer's origin");
+                assert_eq!(
+                    e.origin.source,
+                    format!("writer-{w}"),
+                    "entry carries another writer's origin"
+                );
                 let last = &mut self.last_counter[w as usize];
-                assert!(last.is_none_or(|l| n > l), "writer {w} went back from {last:?} to {n}");
+                assert!(
+                    last.is_none_or(|l| n > l),
+                    "writer {w} went back from {last:?} to {n}"
+                );
                 *last = Some(n);
                 self.delivered += 1;
                 self.next = e.seq + 1;
@@ -66,7 +77,10 @@ impl Tally {
                     self.first = Some(first_seq);
                     self.next = first_seq;
                 }
-                assert_eq!(first_seq, self.next, "gap does not start where the reader was");
+                assert_eq!(
+                    first_seq, self.next,
+                    "gap does not start where the reader was"
+                );
                 self.missed += missed;
                 self.next = first_seq + missed;
             }
@@ -76,7 +90,11 @@ impl Tally {
     fn assert_exact(&self, range_end: u64) {
         if let Some(first) = self.first {
             assert_eq!(self.next, range_end);
-            assert_eq!(self.delivered + self.missed, range_end - first, "delivered + missed != appended");
+            assert_eq!(
+                self.delivered + self.missed,
+                range_end - first,
+                "delivered + missed != appended"
+            );
         }
     }
 }
@@ -194,7 +212,11 @@ fn concurrent_writers_and_readers_never_see_torn_entries() {
         assert_eq!(ring.published_seq(), total + 1);
         for f in followers {
             let t = f.join().unwrap();
-            assert_eq!(t.delivered + t.missed, total, "a follower from seq 1 accounts for every entry");
+            assert_eq!(
+                t.delivered + t.missed,
+                total,
+                "a follower from seq 1 accounts for every entry"
+            );
         }
         for s in snapshotters {
             let (snapshots, _missed) = s.join().unwrap();

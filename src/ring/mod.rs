@@ -266,7 +266,9 @@ impl Ring {
         };
         let h = |i| region.word(i).load(Ordering::Acquire);
         recovery.epoch = h(hdr::EPOCH) + 1;
-        region.word(hdr::EPOCH).store(recovery.epoch, Ordering::Release);
+        region
+            .word(hdr::EPOCH)
+            .store(recovery.epoch, Ordering::Release);
         let origins = Origins::load(&region, &geometry);
         let mut ring = Ring {
             clock: Clock::new(0),
@@ -285,17 +287,15 @@ impl Ring {
         Ok(ring)
     }
 
-    /// After a reopen: restart the clock at or after the newest stored time,
-    /// and give every origin the last seq that refers to it.
+    /// After a reopen: restart the clock at or after the newest stored time.
     fn rebuild_after_reopen(&mut self) {
         let published = self.published_seq();
         let oldest = self.oldest_seq();
-        let mut newest_time = 0;
-        for seq in oldest..published {
-            let (time, _, meta) = self.slot(seq);
-            newest_time = newest_time.max(time);
-            self.origins.note_seq(meta_origin(meta), seq);
-        }
+        let newest_time = if oldest < published {
+            self.slot(published - 1).0
+        } else {
+            0
+        };
         self.clock = Clock::new(newest_time);
         self.recovery.intact = published - oldest;
     }
@@ -317,8 +317,22 @@ impl Ring {
     /// an error when the origin table is full of origins still in use.
     pub fn origin(&self, origin: Origin) -> Result<OriginHandle, RingError> {
         self.origins
-            .intern(&self.region, &self.geometry, origin, || self.oldest_seq())
+            .intern(
+                &self.region,
+                &self.geometry,
+                origin,
+                || self.published_seq(),
+                || self.referenced_origins(),
+            )
             .ok_or(RingError::TooManyOrigins(self.geometry.origin_slots))
+    }
+
+    /// The origin ids that retained entries refer to (a scan of the slots).
+    fn referenced_origins(&self) -> std::collections::HashSet<OriginId> {
+        let published = self.published_seq();
+        (self.oldest_seq()..published)
+            .map(|seq| meta_origin(self.slot(seq).2))
+            .collect()
     }
 
     /// Every origin interned now, by id.
@@ -443,7 +457,9 @@ fn init_header(region: &Region, g: &Geometry) -> Recovery {
     set(hdr::TORN_TOTAL, 0);
     region.claim().store((1, 0));
     // The magic goes last: a file with it has a complete header.
-    region.word(hdr::MAGIC).store(region::MAGIC, Ordering::Release);
+    region
+        .word(hdr::MAGIC)
+        .store(region::MAGIC, Ordering::Release);
     Recovery::default()
 }
 
@@ -473,9 +489,13 @@ fn recover(region: &Region, g: &Geometry) -> Recovery {
             lo = mid + 1;
         }
     }
-    region.word(hdr::FLOOR_SEQ).store(lo.max(floor), Ordering::Release);
+    region
+        .word(hdr::FLOOR_SEQ)
+        .store(lo.max(floor), Ordering::Release);
     let torn_total = region.word(hdr::TORN_TOTAL).load(Ordering::Relaxed) + torn;
-    region.word(hdr::TORN_TOTAL).store(torn_total, Ordering::Relaxed);
+    region
+        .word(hdr::TORN_TOTAL)
+        .store(torn_total, Ordering::Relaxed);
     region.claim().store((published_seq, published_pos));
     Recovery {
         reopened: true,
@@ -525,8 +545,9 @@ pub(crate) fn copy_words_in(words: &[AtomicU64], at: usize, bytes: &[u8]) {
 pub(crate) fn copy_words_out(words: &[AtomicU64], at: usize, len: usize, out: &mut Vec<u8>) {
     let n = len.div_ceil(8);
     let start = out.len();
-    for w in &words[at..at + n] {
-        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    out.resize(start + n * 8, 0);
+    for (dst, w) in out[start..].chunks_exact_mut(8).zip(&words[at..at + n]) {
+        dst.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
     }
     out.truncate(start + len);
 }

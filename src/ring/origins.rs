@@ -7,13 +7,15 @@
 //!   id always gets the origin the entry was written with, or nothing.
 //! - The table is bounded (`origin_slots`). A slot is reclaimed only when no
 //!   [`OriginHandle`] holds its origin and no retained entry refers to it.
+//!   Which entries refer to what is found by scanning the retained entries
+//!   when the table is full, so appends pay nothing for it.
 //! - The table lives in the ring's region, so a file-backed ring reopens
 //!   with every origin its entries name.
 //!
 //! Interning takes a mutex; it happens once per registration, never per line.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering as StdOrdering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::region::{hdr, Geometry, Region, ORIGIN_BYTES, ORIGIN_SLOT_WORDS};
@@ -31,9 +33,6 @@ pub(crate) struct Interned {
     pub(crate) id: OriginId,
     /// Which origin slot of the region holds this origin.
     slot: u32,
-    /// The newest seq appended with this origin; set by writers after every
-    /// claim, read by reclamation.
-    pub(crate) last_seq: StdAtomicU64,
 }
 
 /// A registered origin. Holding one keeps the origin (and its id) alive, so
@@ -72,6 +71,10 @@ pub(crate) struct Origins {
 struct Table {
     dedup: HashMap<Arc<Origin>, Arc<Interned>>,
     free_slots: Vec<u32>,
+    /// (published seq, unheld origins) when a reclamation last freed
+    /// nothing: until the ring moves on or a handle is dropped, another scan
+    /// would free nothing either, so a full table refuses fast.
+    fruitless_at: Option<(u64, usize)>,
 }
 
 /// How many references the registry itself keeps to an [`Interned`]: one in
@@ -92,7 +95,12 @@ impl Origins {
                 .then(|| {
                     let len = region.word(at + 1).load(Ordering::Relaxed) as usize;
                     let mut bytes = Vec::with_capacity(len.min(ORIGIN_BYTES));
-                    super::copy_words_out(region.words(), at + 2, len.min(ORIGIN_BYTES), &mut bytes);
+                    super::copy_words_out(
+                        region.words(),
+                        at + 2,
+                        len.min(ORIGIN_BYTES),
+                        &mut bytes,
+                    );
                     decode(&bytes)
                 })
                 .flatten();
@@ -103,7 +111,6 @@ impl Origins {
                         origin: origin.clone(),
                         id: id as u32,
                         slot,
-                        last_seq: StdAtomicU64::new(0),
                     });
                     dedup.insert(origin, interned.clone());
                     by_id.insert(id as u32, interned);
@@ -115,19 +122,25 @@ impl Origins {
             }
         }
         Origins {
-            table: Mutex::new(Table { dedup, free_slots }),
+            table: Mutex::new(Table {
+                dedup,
+                free_slots,
+                fruitless_at: None,
+            }),
             by_id: RwLock::new(by_id),
         }
     }
 
     /// Interns `origin`, reclaiming unused slots when the table is full.
-    /// `oldest_seq` gives the oldest seq still in the ring.
+    /// `published` gives the published seq and `referenced` the ids that
+    /// retained entries refer to (a scan, called only when the table is full).
     pub(crate) fn intern(
         &self,
         region: &Region,
         geometry: &Geometry,
         origin: Origin,
-        oldest_seq: impl Fn() -> u64,
+        published: impl Fn() -> u64,
+        referenced: impl Fn() -> HashSet<OriginId>,
     ) -> Option<OriginHandle> {
         let origin = fit(origin);
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,14 +150,16 @@ impl Origins {
             });
         }
         if table.free_slots.is_empty() {
-            self.reclaim(region, geometry, &mut table, oldest_seq());
+            self.reclaim(region, geometry, &mut table, published(), referenced);
         }
         let slot = table.free_slots.pop()?;
         let id = self.next_id(region);
         let bytes = encode(&origin);
         let at = geometry.origins_at() + slot as usize * ORIGIN_SLOT_WORDS;
         super::copy_words_in(region.words(), at + 2, &bytes);
-        region.word(at + 1).store(bytes.len() as u64, Ordering::Relaxed);
+        region
+            .word(at + 1)
+            .store(bytes.len() as u64, Ordering::Relaxed);
         // Published last: a slot with an id is complete, even after a crash.
         region.word(at).store(id as u64, Ordering::Release);
         let origin = Arc::new(origin);
@@ -152,10 +167,12 @@ impl Origins {
             origin: origin.clone(),
             id,
             slot,
-            last_seq: StdAtomicU64::new(0),
         });
         table.dedup.insert(origin, interned.clone());
-        self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, interned.clone());
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, interned.clone());
         Some(OriginHandle { interned })
     }
 
@@ -173,15 +190,40 @@ impl Origins {
         }
     }
 
-    fn reclaim(&self, region: &Region, geometry: &Geometry, table: &mut Table, oldest: u64) {
-        let dead: Vec<Arc<Interned>> = table
+    /// Frees the slots of origins that no handle holds and no retained entry
+    /// refers to; returns whether it freed any.
+    fn reclaim(
+        &self,
+        region: &Region,
+        geometry: &Geometry,
+        table: &mut Table,
+        published: u64,
+        referenced: impl Fn() -> HashSet<OriginId>,
+    ) -> bool {
+        let unheld: Vec<Arc<Interned>> = table
             .dedup
             .values()
-            .filter(|i| Arc::strong_count(i) <= REGISTRY_REFS && i.last_seq.load(StdOrdering::Acquire) < oldest)
+            .filter(|i| Arc::strong_count(i) <= REGISTRY_REFS)
             .cloned()
             .collect();
+        let state = (published, unheld.len());
+        if unheld.is_empty() || table.fruitless_at == Some(state) {
+            return false;
+        }
+        // `strong_count` is a relaxed load: this fence pairs with the release
+        // decrement of the last handle's drop, so every entry appended
+        // through that handle (published before the drop) is seen by the
+        // scan. New entries need a live handle, so none can appear for these
+        // origins after this point.
+        std::sync::atomic::fence(StdOrdering::Acquire);
+        let referenced = referenced();
+        let dead: Vec<Arc<Interned>> = unheld
+            .into_iter()
+            .filter(|i| !referenced.contains(&i.id))
+            .collect();
         if dead.is_empty() {
-            return;
+            table.fruitless_at = Some(state);
+            return false;
         }
         let mut by_id = self.by_id.write().unwrap_or_else(|e| e.into_inner());
         for interned in dead {
@@ -191,6 +233,7 @@ impl Origins {
             region.word(at).store(0, Ordering::Release);
             table.free_slots.push(interned.slot);
         }
+        true
     }
 
     /// The origin with this id, if it is still interned.
@@ -200,13 +243,6 @@ impl Origins {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .map(|i| i.origin.clone())
-    }
-
-    /// Raises an origin's last seq (crash recovery rebuilds them this way).
-    pub(crate) fn note_seq(&self, id: OriginId, seq: u64) {
-        if let Some(i) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            i.last_seq.fetch_max(seq, StdOrdering::AcqRel);
-        }
     }
 
     /// Every interned origin with its id.
@@ -246,7 +282,12 @@ fn fit(mut origin: Origin) -> Origin {
 }
 
 fn encoded_len(origin: &Origin) -> usize {
-    4 + origin.source.len() + origin.labels().iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>()
+    4 + origin.source.len()
+        + origin
+            .labels()
+            .iter()
+            .map(|(k, v)| 4 + k.len() + v.len())
+            .sum::<usize>()
 }
 
 /// `[u16 len][source][u16 count]([u16 len][key][u16 len][value])*`, little-endian.
@@ -299,7 +340,9 @@ mod tests {
 
     #[test]
     fn encoding_round_trips() {
-        let o = Origin::new("web.out").with_label("container_name", "web").with_label("image", "nginx:1");
+        let o = Origin::new("web.out")
+            .with_label("container_name", "web")
+            .with_label("image", "nginx:1");
         assert_eq!(decode(&encode(&o)), Some(o));
     }
 

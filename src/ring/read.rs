@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::region::hdr;
+use super::region::{hdr, SLOT_WORDS};
 use super::sync::{fence, Ordering};
 use super::{meta_flags, meta_len, meta_origin, OriginId, Ring};
 use crate::entry::{EntryRef, Flags, Origin};
@@ -64,7 +64,10 @@ pub enum Read<'a> {
     Entry(EntryRef<'a>),
     /// `missed` entries from `first_seq` on were evicted (or overwritten
     /// while being copied) before this reader got them.
-    Gap { first_seq: u64, missed: u64 },
+    Gap {
+        first_seq: u64,
+        missed: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -253,8 +256,20 @@ impl<S: Select> Copier<S> {
         let item_base = batch.items.len();
         self.examined.clear();
         let mut last_origin = (u32::MAX, UNRESOLVED);
+        let slots = ring.geometry.slots as usize;
+        let mut slot = (from % ring.geometry.slots) as usize;
+        // Data positions of consecutive entries are contiguous, so the
+        // word index follows from the previous one without a division.
+        let (mut expect_pos, mut expect_index) = (u64::MAX, 0usize);
         for seq in from..to {
-            let (time, pos, meta) = ring.slot(seq);
+            let base = ring.geometry.slots_at() + slot * SLOT_WORDS;
+            let time = words[base].load(Ordering::Relaxed);
+            let pos = words[base + 1].load(Ordering::Relaxed);
+            let meta = words[base + 2].load(Ordering::Relaxed);
+            slot += 1;
+            if slot == slots {
+                slot = 0;
+            }
             let id = meta_origin(meta);
             let index = if id == last_origin.0 && last_origin.1 != UNRESOLVED {
                 last_origin.1
@@ -263,15 +278,25 @@ impl<S: Select> Copier<S> {
                 last_origin = (id, index);
                 index
             };
+            // A slot overwritten under us can hold any length; clamp it so
+            // the copy stays in bounds (the entry fails validation anyway).
+            let len = meta_len(meta).min(ring.max_entry_len);
+            let at = if pos == expect_pos {
+                expect_index
+            } else {
+                ring.data_index(pos)
+            };
+            let next_words = super::words_for(len);
+            expect_pos = pos.wrapping_add(next_words);
+            expect_index = at + next_words as usize;
+            if expect_index >= data_words {
+                expect_index -= data_words;
+            }
             if index >= UNRESOLVED {
                 self.examined.push((seq, pos, index));
                 continue;
             }
-            // A slot overwritten under us can hold any length; clamp it so
-            // the copy stays in bounds (the entry fails validation anyway).
-            let len = meta_len(meta).min(ring.max_entry_len);
             let start = batch.bytes.len();
-            let at = ring.data_index(pos);
             let room = (data_words - at) * 8;
             if len <= room {
                 super::copy_words_out(words, data_at + at, len, &mut batch.bytes);
@@ -293,7 +318,9 @@ impl<S: Select> Copier<S> {
         // storing: if we saw any store of a writer, we see its claim below.
         fence(Ordering::Acquire);
         let (claim_seq, claim_pos) = ring.region.claim().load();
-        let valid_seq = ring.floor_seq().max(claim_seq.saturating_sub(ring.geometry.slots));
+        let valid_seq = ring
+            .floor_seq()
+            .max(claim_seq.saturating_sub(ring.geometry.slots));
         let valid_pos = claim_pos.saturating_sub(ring.geometry.data_words);
         // Seqs and data positions both grow, so the invalid ones are a prefix.
         let invalid = self
@@ -313,7 +340,10 @@ impl<S: Select> Copier<S> {
             .filter(|e| e.2 == UNRESOLVED)
             .count() as u64;
         missed += unresolved_valid;
-        batch.filtered += self.examined[invalid..].iter().filter(|e| e.2 == SKIPPED).count() as u64;
+        batch.filtered += self.examined[invalid..]
+            .iter()
+            .filter(|e| e.2 == SKIPPED)
+            .count() as u64;
         self.filter_entries(batch, item_base);
         batch.push_gap(item_base, from, missed);
         if invalid == self.examined.len() {
@@ -520,6 +550,15 @@ impl<'r, S: Select> Cursor<'r, S> {
     /// `timeout` passes; returns whether one is.
     #[cfg(not(ringtail_loom))]
     pub fn wait_blocking(&self, timeout: std::time::Duration) -> bool {
+        // A follower keeping up with a busy writer finds new entries within
+        // microseconds: check for a few before sleeping, so that neither side
+        // pays a futex call per batch.
+        for _ in 0..BLOCKING_SPINS {
+            if self.has_new() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if self.has_new() {
@@ -549,6 +588,11 @@ impl<'r, S: Select> Cursor<'r, S> {
         self.has_new()
     }
 }
+
+/// How many times a blocking follower checks for new entries before it
+/// sleeps (a few microseconds of spinning).
+#[cfg(not(ringtail_loom))]
+const BLOCKING_SPINS: u32 = 256;
 
 /// Reads a snapshot backwards, newest first.
 pub struct RevCursor<'r, S: Select = All> {

@@ -10,10 +10,14 @@
 //! Layout, in words (see [`Geometry`]):
 //! `[header: 64][slots: 3 per entry][data: message words][origins: 64 per origin]`
 
+#[cfg(not(ringtail_loom))]
 use std::fs::OpenOptions;
+#[cfg(not(ringtail_loom))]
 use std::path::Path;
 
-use super::sync::{AtomicU64, ClaimWord, Ordering};
+#[cfg(not(ringtail_loom))]
+use super::sync::Ordering;
+use super::sync::{AtomicU64, ClaimWord};
 use super::RingError;
 
 /// `b"RINGTAIL"` read as a little-endian word.
@@ -36,6 +40,7 @@ pub(crate) mod hdr {
     /// The next origin id to hand out (ids are never reused).
     pub const NEXT_ORIGIN_ID: usize = 6;
     /// Claim word: next seq (high half) and next data word position.
+    #[cfg_attr(ringtail_loom, allow(dead_code))]
     pub const CLAIM: usize = 8;
     /// All seqs below this are published (readable).
     pub const PUBLISHED_SEQ: usize = 16;
@@ -110,7 +115,9 @@ impl Region {
         let map = memmap2::MmapOptions::new()
             .len(len_words * 8)
             .map_anon()
-            .map_err(|e| RingError::Map(format!("cannot map {} bytes of memory: {e}", len_words * 8)))?;
+            .map_err(|e| {
+                RingError::Map(format!("cannot map {} bytes of memory: {e}", len_words * 8))
+            })?;
         Ok(Region {
             map: memmap2::MmapRaw::from(map),
             len_words,
@@ -132,7 +139,11 @@ impl Region {
     /// an existing one must have been written with the same geometry unless
     /// `reset` is set, in which case it is cleared.
     #[cfg(not(ringtail_loom))]
-    pub(crate) fn file(path: &Path, geometry: &Geometry, reset: bool) -> Result<(Region, Opened), RingError> {
+    pub(crate) fn file(
+        path: &Path,
+        geometry: &Geometry,
+        reset: bool,
+    ) -> Result<(Region, Opened), RingError> {
         let shown = path.display();
         let file = OpenOptions::new()
             .read(true)
@@ -151,7 +162,11 @@ impl Region {
             opened = Opened::Fresh;
             file.set_len(0)
                 .and_then(|_| file.set_len(want))
-                .map_err(|e| RingError::File(format!("cannot size ring file {shown} to {want} bytes: {e}")))?;
+                .map_err(|e| {
+                    RingError::File(format!(
+                        "cannot size ring file {shown} to {want} bytes: {e}"
+                    ))
+                })?;
         } else if have < (hdr::WORDS * 8) as u64 {
             return Err(RingError::File(format!(
                 "{shown} is not a ringtail ring file (too short); remove it or pass --ring-reset"
@@ -169,7 +184,13 @@ impl Region {
     }
 
     #[cfg(not(ringtail_loom))]
-    fn check_header(&self, geometry: &Geometry, shown: &str, have: u64, want: u64) -> Result<(), RingError> {
+    fn check_header(
+        &self,
+        geometry: &Geometry,
+        shown: &str,
+        have: u64,
+        want: u64,
+    ) -> Result<(), RingError> {
         let h = |i| self.word(i).load(Ordering::Acquire);
         if h(hdr::MAGIC) != MAGIC {
             return Err(RingError::File(format!(

@@ -2,10 +2,10 @@
 //! same protocol code runs on real atomics and under the loom model checker
 //! (`RUSTFLAGS="--cfg ringtail_loom"`), the way tokio shims its own.
 //!
-//! Under loom the 128-bit claim word is a loom mutex around two `u64`s: loom
-//! has no 128-bit atomic, and what the model checks is the protocol around
-//! the claim (lap checks, publication order, reader validation), which a
-//! mutex-backed compare-and-swap preserves.
+//! Under loom the 128-bit claim word is one loom `AtomicU64` packing both
+//! halves: loom has no 128-bit atomic, and a single 64-bit location with the
+//! same orderings keeps every weak-memory behaviour the model must explore
+//! (a mutex would hide them: its lock order is total).
 
 #[cfg(not(ringtail_loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -59,9 +59,18 @@ impl ClaimWord<'_> {
     }
 
     /// Replaces `current` by `new`; on failure returns what was there.
-    pub(crate) fn compare_exchange(&self, current: (u64, u64), new: (u64, u64)) -> Result<(), (u64, u64)> {
+    pub(crate) fn compare_exchange(
+        &self,
+        current: (u64, u64),
+        new: (u64, u64),
+    ) -> Result<(), (u64, u64)> {
         self.word
-            .compare_exchange_weak(join(current), join(new), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange_weak(
+                join(current),
+                join(new),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .map(|_| ())
             .map_err(split)
     }
@@ -82,36 +91,60 @@ fn join((seq, pos): (u64, u64)) -> u128 {
     ((seq as u128) << 64) | pos as u128
 }
 
+/// Under loom the claim word is one loom `AtomicU64` holding both halves
+/// (seq in the high 32 bits): like the real 128-bit word it is a single
+/// atomic location with the same orderings, so loom models the weak-memory
+/// behaviour around it faithfully. Models stay far below 2^32.
 #[cfg(ringtail_loom)]
 pub(crate) struct ClaimWord {
-    word: loom::sync::Mutex<(u64, u64)>,
+    word: AtomicU64,
 }
 
 #[cfg(ringtail_loom)]
 impl ClaimWord {
     pub(crate) fn new() -> ClaimWord {
         ClaimWord {
-            word: loom::sync::Mutex::new((1, 0)),
+            word: AtomicU64::new(1 << 32),
         }
     }
 
     pub(crate) fn load(&self) -> (u64, u64) {
-        *self.word.lock().unwrap()
+        split(self.word.load(Ordering::Acquire))
     }
 
-    pub(crate) fn compare_exchange(&self, current: (u64, u64), new: (u64, u64)) -> Result<(), (u64, u64)> {
-        let mut w = self.word.lock().unwrap();
-        if *w == current {
-            *w = new;
-            Ok(())
-        } else {
-            Err(*w)
-        }
+    pub(crate) fn compare_exchange(
+        &self,
+        current: (u64, u64),
+        new: (u64, u64),
+    ) -> Result<(), (u64, u64)> {
+        self.word
+            .compare_exchange(
+                join(current),
+                join(new),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(|_| ())
+            .map_err(split)
     }
 
     pub(crate) fn store(&self, value: (u64, u64)) {
-        *self.word.lock().unwrap() = value;
+        self.word.store(join(value), Ordering::Release)
     }
+}
+
+#[cfg(ringtail_loom)]
+fn split(v: u64) -> (u64, u64) {
+    (v >> 32, v & 0xffff_ffff)
+}
+
+#[cfg(ringtail_loom)]
+fn join((seq, pos): (u64, u64)) -> u64 {
+    assert!(
+        seq < 1 << 32 && pos < 1 << 32,
+        "loom models use small rings"
+    );
+    seq << 32 | pos
 }
 
 /// Wakes followers. Writers call [`Notifier::notify`] after every

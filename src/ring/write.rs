@@ -17,9 +17,8 @@
 //!    followers (no syscall when none sleeps).
 
 use std::ops::Range;
-use std::sync::atomic::Ordering as StdOrdering;
 
-use super::region::hdr;
+use super::region::{hdr, SLOT_WORDS};
 use super::sync::{fence, spin_wait, Ordering};
 use super::{meta, words_for, OriginHandle, Ring};
 use crate::entry::Flags;
@@ -49,15 +48,21 @@ impl Ring {
         let first = self.claim(1, words);
         self.wait_for_lap(first.seq, 1, first.pos, words);
         fence(Ordering::Release);
-        self.write_entry(first.seq, first.pos, first.time, origin.id(), flags, msg);
-        self.publish(origin, first.seq, 1, first.pos + words);
+        let mut at = self.write_position(first.seq, first.pos);
+        self.write_entry(&mut at, first.time, origin.id(), flags, msg);
+        self.publish(first.seq, 1, at.pos);
         first.seq
     }
 
     /// Appends every span of `buf` as one entry each, in order, claiming
     /// room for as many of them at once as a batch may hold. Returns the
     /// seqs given to them.
-    pub fn append_batch(&self, origin: &OriginHandle, buf: &[u8], spans: &[Span]) -> Result<Range<u64>, SpanError> {
+    pub fn append_batch(
+        &self,
+        origin: &OriginHandle,
+        buf: &[u8],
+        spans: &[Span],
+    ) -> Result<Range<u64>, SpanError> {
         if let Some(bad) = spans
             .iter()
             .find(|s| s.start as usize + s.len as usize > buf.len())
@@ -76,14 +81,13 @@ impl Ring {
             let claim = self.claim(count as u64, words);
             self.wait_for_lap(claim.seq, count as u64, claim.pos, words);
             fence(Ordering::Release);
-            let mut pos = claim.pos;
-            for (i, span) in rest[..count].iter().enumerate() {
+            let mut at = self.write_position(claim.seq, claim.pos);
+            for span in &rest[..count] {
                 let msg = &buf[span.start as usize..(span.start + span.len) as usize];
                 let (msg, flags) = self.fit(msg, span.flags);
-                self.write_entry(claim.seq + i as u64, pos, claim.time, origin.id(), flags, msg);
-                pos += words_for(msg.len());
+                self.write_entry(&mut at, claim.time, origin.id(), flags, msg);
             }
-            self.publish(origin, claim.seq, count as u64, pos);
+            self.publish(claim.seq, count as u64, at.pos);
             if first_batch {
                 seqs.start = claim.seq;
                 first_batch = false;
@@ -154,30 +158,47 @@ impl Ring {
         }
     }
 
-    fn write_entry(&self, seq: u64, pos: u64, time: u64, origin: u32, flags: Flags, msg: &[u8]) {
+    /// Where the entry with `seq` at data position `pos` goes. The two
+    /// divisions happen once per claim; `write_entry` then steps with wraps.
+    fn write_position(&self, seq: u64, pos: u64) -> WriteAt {
+        WriteAt {
+            slot: (seq % self.geometry.slots) as usize,
+            data: self.data_index(pos),
+            pos,
+        }
+    }
+
+    /// Writes one entry at `at` and moves `at` to the next entry.
+    fn write_entry(&self, at: &mut WriteAt, time: u64, origin: u32, flags: Flags, msg: &[u8]) {
         let words = self.region.words();
         let data_at = self.geometry.data_at();
-        let start = self.data_index(pos);
-        let room = (self.geometry.data_words as usize - start) * 8;
+        let data_words = self.geometry.data_words as usize;
+        let room = (data_words - at.data) * 8;
         if msg.len() <= room {
-            super::copy_words_in(words, data_at + start, msg);
+            super::copy_words_in(words, data_at + at.data, msg);
         } else {
             let (head, tail) = msg.split_at(room);
-            super::copy_words_in(words, data_at + start, head);
+            super::copy_words_in(words, data_at + at.data, head);
             super::copy_words_in(words, data_at, tail);
         }
-        let at = self.slot_at(seq);
-        words[at].store(time, Ordering::Relaxed);
-        words[at + 1].store(pos, Ordering::Relaxed);
-        words[at + 2].store(meta(msg.len(), flags.bits(), origin), Ordering::Relaxed);
+        let slot = self.geometry.slots_at() + at.slot * SLOT_WORDS;
+        words[slot].store(time, Ordering::Relaxed);
+        words[slot + 1].store(at.pos, Ordering::Relaxed);
+        words[slot + 2].store(meta(msg.len(), flags.bits(), origin), Ordering::Relaxed);
+        let w = words_for(msg.len());
+        at.pos += w;
+        at.data += w as usize;
+        if at.data >= data_words {
+            at.data -= data_words;
+        }
+        at.slot += 1;
+        if at.slot == self.geometry.slots as usize {
+            at.slot = 0;
+        }
     }
 
     /// Publishes `count` entries from `seq` once all earlier ones are.
-    fn publish(&self, origin: &OriginHandle, seq: u64, count: u64, end_pos: u64) {
-        origin
-            .interned
-            .last_seq
-            .fetch_max(seq + count - 1, StdOrdering::AcqRel);
+    fn publish(&self, seq: u64, count: u64, end_pos: u64) {
         let published = self.region.word(hdr::PUBLISHED_SEQ);
         let mut step = 0;
         while published.load(Ordering::Acquire) != seq {
@@ -189,6 +210,14 @@ impl Ring {
         published.store(seq + count, Ordering::Release);
         self.notifier.notify();
     }
+}
+
+/// The slot index, data word index and data position of the next entry a
+/// writer stores.
+struct WriteAt {
+    slot: usize,
+    data: usize,
+    pos: u64,
 }
 
 struct Claimed {

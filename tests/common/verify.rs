@@ -5,9 +5,9 @@
 
 /// FNV-1a, 64-bit: cheap and sensitive to every byte.
 pub fn fnv(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// `w=<writer> n=<counter> <body> #<checksum hex>`; the body length varies
@@ -34,8 +34,14 @@ pub fn check(msg: &[u8]) -> Result<(u32, u64), String> {
         return Err(format!("checksum mismatch (torn entry): {text:?}"));
     }
     let mut it = body.split(' ');
-    let w = it.next().and_then(|w| w.strip_prefix("w=")).and_then(|w| w.parse().ok());
-    let n = it.next().and_then(|n| n.strip_prefix("n=")).and_then(|n| n.parse().ok());
+    let w = it
+        .next()
+        .and_then(|w| w.strip_prefix("w="))
+        .and_then(|w| w.parse().ok());
+    let n = it
+        .next()
+        .and_then(|n| n.strip_prefix("n="))
+        .and_then(|n| n.parse().ok());
     match (w, n) {
         (Some(w), Some(n)) => Ok((w, n)),
         _ => Err(format!("bad header: {text:?}")),

@@ -1,0 +1,309 @@
+//! Ring benchmarks for the figures issue 2 asks for, on 100-byte messages:
+//!
+//! - append, one producer (batched as ingest does, and single appends);
+//! - two producers together (overall ns per entry);
+//! - snapshot reads while a writer appends at full speed (entries/s, torn);
+//! - a follower against a writer at half the follower's copy rate (loss),
+//!   and how much followers slow a full-speed writer.
+//!
+//! `cargo bench --bench ring` (env `RING_BENCH_RUNS`, default 7, sets the
+//! repetitions; each figure is the median). Pass a filter word to run one
+//! group: `cargo bench --bench ring -- snapshot`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ringtail::entry::{Flags, Origin};
+use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig, Span};
+
+const MSG_LEN: usize = 100;
+const BATCH: usize = 256;
+const RING_LINES: u64 = 1_000_000;
+
+fn ring() -> Ring {
+    Ring::open(&RingConfig::new(RING_LINES)).unwrap()
+}
+
+/// A buffer of BATCH messages of MSG_LEN bytes whose first 8 bytes repeat
+/// at the end, so readers can spot a torn entry cheaply.
+fn batch_buffer() -> (Vec<u8>, Vec<Span>) {
+    let mut buf = Vec::with_capacity(BATCH * MSG_LEN);
+    let mut spans = Vec::with_capacity(BATCH);
+    for i in 0..BATCH {
+        let tag = (i as u64 * 0x9e3779b97f4a7c15).to_le_bytes();
+        let start = buf.len();
+        buf.extend_from_slice(&tag);
+        buf.extend(std::iter::repeat_n(b'x', MSG_LEN - 16));
+        buf.extend_from_slice(&tag);
+        spans.push(Span {
+            start: start as u32,
+            len: MSG_LEN as u32,
+            flags: Flags::default(),
+        });
+    }
+    (buf, spans)
+}
+
+fn intact(msg: &[u8]) -> bool {
+    msg.len() == MSG_LEN && msg[..8] == msg[MSG_LEN - 8..]
+}
+
+/// CPU time of the calling thread: unlike wall time it does not count time
+/// the thread spent preempted, which on a shared 2-core machine is most of
+/// the noise.
+fn thread_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn runs() -> usize {
+    std::env::var("RING_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+/// Appends `entries` in batches; returns (wall, CPU) ns per entry.
+fn append_batched(ring: &Ring, entries: u64) -> (f64, f64) {
+    let origin = ring.origin(Origin::new("bench")).unwrap();
+    let (buf, spans) = batch_buffer();
+    let (start, cpu) = (Instant::now(), thread_cpu());
+    let mut done = 0;
+    while done < entries {
+        ring.append_batch(&origin, &buf, &spans).unwrap();
+        done += BATCH as u64;
+    }
+    (
+        start.elapsed().as_nanos() as f64 / done as f64,
+        (thread_cpu() - cpu).as_nanos() as f64 / done as f64,
+    )
+}
+
+/// A ring whose memory has been written once: first-touch page faults are a
+/// one-time cost of a new ring, not of appending.
+fn warm_ring() -> Ring {
+    let r = ring();
+    append_batched(&r, RING_LINES + RING_LINES / 2);
+    r
+}
+
+fn bench_append() {
+    let n = 20_000_000;
+    let one: Vec<(f64, f64)> = (0..runs())
+        .map(|_| append_batched(&warm_ring(), n))
+        .collect();
+    println!(
+        "append, 1 producer, batches of {BATCH}: {:.1} ns/entry wall, {:.1} ns/entry CPU (medians of {})",
+        median(one.iter().map(|x| x.0).collect()),
+        median(one.iter().map(|x| x.1).collect()),
+        one.len()
+    );
+
+    let single: Vec<(f64, f64)> = (0..runs())
+        .map(|_| {
+            let r = warm_ring();
+            let o = r.origin(Origin::new("bench")).unwrap();
+            let msg = [b'x'; MSG_LEN];
+            let count = 5_000_000;
+            let (start, cpu) = (Instant::now(), thread_cpu());
+            for _ in 0..count {
+                r.append(&o, Flags::default(), &msg);
+            }
+            (
+                start.elapsed().as_nanos() as f64 / count as f64,
+                (thread_cpu() - cpu).as_nanos() as f64 / count as f64,
+            )
+        })
+        .collect();
+    println!(
+        "append, 1 producer, one entry per call: {:.1} ns/entry wall, {:.1} ns/entry CPU",
+        median(single.iter().map(|x| x.0).collect()),
+        median(single.iter().map(|x| x.1).collect())
+    );
+
+    let two: Vec<(f64, f64)> = (0..runs())
+        .map(|_| {
+            let r = warm_ring();
+            let start = Instant::now();
+            let cpu: f64 = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..2)
+                    .map(|_| s.spawn(|| append_batched(&r, n / 2).1))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<f64>() / 2.0
+            });
+            (start.elapsed().as_nanos() as f64 / n as f64, cpu / 2.0)
+        })
+        .collect();
+    println!(
+        "append, 2 producers together, batches of {BATCH}: {:.1} ns/entry overall wall, {:.1} ns/entry CPU per core",
+        median(two.iter().map(|x| x.0).collect()),
+        median(two.iter().map(|x| x.1).collect())
+    );
+}
+
+fn bench_snapshot() {
+    let results: Vec<(f64, u64, u64)> = (0..runs())
+        .map(|_| {
+            let r = warm_ring();
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let origin = r.origin(Origin::new("bench")).unwrap();
+                    let (buf, spans) = batch_buffer();
+                    while !stop.load(Ordering::Relaxed) {
+                        r.append_batch(&origin, &buf, &spans).unwrap();
+                    }
+                });
+                let mut batch = ReadBatch::new();
+                let (mut read, mut torn, mut missed) = (0u64, 0u64, 0u64);
+                let start = Instant::now();
+                for _ in 0..3 {
+                    let mut c = r.snapshot().cursor(All);
+                    while c.read(&mut batch, 4096) == ReadStatus::More {
+                        for item in batch.iter() {
+                            match item {
+                                Read::Entry(e) => {
+                                    read += 1;
+                                    torn += !intact(e.msg) as u64;
+                                }
+                                Read::Gap { missed: m, .. } => missed += m,
+                            }
+                        }
+                    }
+                }
+                let rate = read as f64 / start.elapsed().as_secs_f64();
+                stop.store(true, Ordering::Relaxed);
+                (rate, torn, missed)
+            })
+        })
+        .collect();
+    let torn: u64 = results.iter().map(|r| r.1).sum();
+    let missed: u64 = results.iter().map(|r| r.2).sum();
+    println!(
+        "snapshot read of a 1M ring while a writer runs at full speed: {:.1} M entries/s, torn {torn}, evicted under the reader {missed}",
+        median(results.iter().map(|r| r.0).collect()) / 1e6
+    );
+}
+
+/// A reader that copies (reads and checks) everything it can; returns its
+/// copy rate in entries/s on a full ring with no writer.
+fn follower_copy_rate() -> f64 {
+    let r = warm_ring();
+    let mut batch = ReadBatch::new();
+    let mut c = r.snapshot().cursor(All);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while c.read(&mut batch, 4096) == ReadStatus::More {
+        n += batch
+            .iter()
+            .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
+            .count() as u64;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A writer appending `total` entries at `rate` entries/s (0: full speed)
+/// while `followers` follow; returns (writer ns/entry, entries the
+/// followers missed).
+fn writer_with_followers(total: u64, rate: f64, followers: usize) -> (f64, u64) {
+    let r = warm_ring();
+    let done = AtomicBool::new(false);
+    let missed = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..followers {
+            s.spawn(|| {
+                let mut c = r.follow(All);
+                let mut batch = ReadBatch::new();
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    match c.read(&mut batch, 4096) {
+                        ReadStatus::More => {
+                            for i in batch.iter() {
+                                match i {
+                                    Read::Entry(e) => assert!(intact(e.msg)),
+                                    Read::Gap { missed: m, .. } => {
+                                        missed.fetch_add(m, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                        }
+                        _ if finished => break,
+                        _ => {
+                            c.wait_blocking(Duration::from_millis(10));
+                        }
+                    }
+                }
+            });
+        }
+        let origin = r.origin(Origin::new("bench")).unwrap();
+        let (buf, spans) = batch_buffer();
+        let start = Instant::now();
+        let mut written = 0u64;
+        while written < total {
+            if rate > 0.0 {
+                let due = Duration::from_secs_f64(written as f64 / rate);
+                while start.elapsed() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            r.append_batch(&origin, &buf, &spans).unwrap();
+            written += BATCH as u64;
+        }
+        let ns = start.elapsed().as_nanos() as f64 / written as f64;
+        done.store(true, Ordering::Release);
+        (ns, missed.load(Ordering::Relaxed))
+    })
+}
+
+fn bench_follow() {
+    let copy = median((0..runs()).map(|_| follower_copy_rate()).collect());
+    println!(
+        "follower copy rate (no writer): {:.1} M entries/s",
+        copy / 1e6
+    );
+    let half: Vec<(f64, u64)> = (0..runs())
+        .map(|_| writer_with_followers(10_000_000, copy / 2.0, 1))
+        .collect();
+    let lost: u64 = half.iter().map(|h| h.1).sum();
+    println!(
+        "follower vs a writer at half its copy rate ({:.1} M/s), 10M entries x {} runs: lost {lost}",
+        copy / 2e6,
+        half.len()
+    );
+    let alone = median(
+        (0..runs())
+            .map(|_| writer_with_followers(20_000_000, 0.0, 0).0)
+            .collect(),
+    );
+    let with_one = median(
+        (0..runs())
+            .map(|_| writer_with_followers(20_000_000, 0.0, 1).0)
+            .collect(),
+    );
+    println!(
+        "full-speed writer: alone {alone:.1} ns/entry, with 1 follower {with_one:.1} ns/entry ({:+.1} %)",
+        (with_one / alone - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if wanted("append") {
+        bench_append();
+    }
+    if wanted("snapshot") {
+        bench_snapshot();
+    }
+    if wanted("follow") {
+        bench_follow();
+    }
+}
