@@ -21,6 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 const S: u64 = 1_000_000_000;
 
+/// `(source, origin labels, flags, message)`.
+type Line<'a> = (&'a str, &'a [(&'a str, &'a str)], Flags, &'a str);
+
 struct Server {
     ring: Arc<Ring>,
     base: String,
@@ -68,7 +71,7 @@ impl Server {
     }
 
     /// Appends `(source, labels, flags, msg)` lines; returns their times.
-    fn append(&self, lines: &[(&str, &[(&str, &str)], Flags, &str)]) -> Vec<u64> {
+    fn append(&self, lines: &[Line<'_>]) -> Vec<u64> {
         let mut seqs = Vec::new();
         for (source, labels, flags, msg) in lines {
             let mut o = Origin::new(*source);
