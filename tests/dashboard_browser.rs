@@ -1,0 +1,438 @@
+//! The dashboard in a real browser: headless Chromium driven through
+//! chromedriver's WebDriver HTTP API loads the page from an in-process
+//! server (HTTP API + Loki API + dashboard on one port), and the test
+//! checks what a person would see: the source list with counts, entries
+//! appearing live after an ingest, the volume chart drawn, a click on a
+//! source filtering the tail, pause and resume. It saves screenshots to
+//! `target/dashboard.png` and `target/dashboard-dark.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`. When they are missing
+//! the test installs them with apt-get (as root); it skips, saying why,
+//! only when it cannot (not root, or no apt-get) and `CI` is not set. In
+//! CI it always runs.
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringtail::entry::{Flags, Origin, Stream};
+use ringtail::ring::{Ring, RingConfig};
+use ringtail::selflog::SelfLog;
+use ringtail::serve::http::{self, HttpConfig, HttpState};
+use ringtail::serve::{dashboard, loki};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes sure chromium and chromedriver are there; `Err` says why the
+/// test cannot run here.
+fn ensure_browser() -> Result<(), String> {
+    if have("chromium") && have("chromedriver") {
+        return Ok(());
+    }
+    let root = rustix::process::geteuid().is_root();
+    if !root || !have("apt-get") {
+        return Err(format!(
+            "chromium and chromium-driver are not installed and this test cannot install them \
+             ({}); install them with `apt-get install chromium chromium-driver`",
+            if root { "no apt-get" } else { "not root" }
+        ));
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "apt-get {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(&["update", "-q"])?;
+    run(&["install", "-y", "-q", "chromium", "chromium-driver"])?;
+    if have("chromium") && have("chromedriver") {
+        Ok(())
+    } else {
+        Err(
+            "apt-get installed chromium-driver but chromium or chromedriver is still missing"
+                .into(),
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// chromedriver, stopped when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One WebDriver session.
+struct Session {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Session {
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("webdriver request");
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("webdriver JSON");
+        assert!(status.is_success(), "webdriver {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Polls `script` until it returns true.
+    async fn wait_for(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.script(script).await == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let state = self
+                    .script("return {lines: window.ringtail && window.ringtail.lines(), info: document.getElementById('tail-info').textContent, err: document.getElementById('filter-error').textContent, status: document.getElementById('status-text').textContent}")
+                    .await;
+                panic!("timed out waiting for {what}; page state: {state}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine as _;
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("base64 screenshot"))
+            .expect("valid base64");
+        let path = target_dir().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+fn append(ring: &Ring, source: &str, flags: Flags, lines: &[String]) {
+    let h = ring
+        .origin(Origin::new(source).with_label("app", source))
+        .unwrap();
+    for l in lines {
+        ring.append(&h, flags, l.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    if let Err(why) = ensure_browser() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the browser test must run in CI: {why}");
+        }
+        eprintln!("SKIPPED dashboard_in_headless_chromium: {why}");
+        return;
+    }
+
+    // The server: HTTP API, Loki API and dashboard on one port, as the
+    // daemon serves them.
+    let ring = Arc::new(Ring::open(&RingConfig::new(100_000)).unwrap());
+    let selflog = SelfLog::new(ring.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let state = HttpState::new(
+        ring.clone(),
+        selflog.clone(),
+        HttpConfig::default(),
+        shutdown.clone(),
+    );
+    let app = http::app_with(
+        state,
+        [
+            loki::router(ring.clone(), selflog.clone(), loki::LokiLimits::default()),
+            dashboard::router(),
+        ],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    selflog.info("ringtail started (browser test)");
+    let out = Flags::default()
+        .with_stream(Some(Stream::Stdout))
+        .with_level(Some(6));
+    let err = Flags::default()
+        .with_stream(Some(Stream::Stderr))
+        .with_level(Some(3));
+    let warn = Flags::default()
+        .with_stream(Some(Stream::Stderr))
+        .with_level(Some(4));
+    let paths = ["/", "/login", "/api/items", "/static/app.css", "/health"];
+    append(
+        &ring,
+        "web.out",
+        out,
+        &(0..300)
+            .map(|i| format!("GET {} 200 {}ms", paths[i % paths.len()], 3 + i % 40))
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "db",
+        warn,
+        &(0..80)
+            .map(|i| format!("slow query on table orders: {}.{}s", 1 + i % 3, i % 10))
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "onboot.001-dhcpcd.out",
+        out,
+        &(0..40)
+            .map(|i| {
+                format!(
+                    "dhcpcd[412]: eth0: leased 10.0.2.{} for 86400 seconds",
+                    15 + i
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "worker",
+        err,
+        &(0..25)
+            .map(|i| format!("job {i} failed: connection refused (retrying in 5s)"))
+            .collect::<Vec<_>>(),
+    );
+
+    // The browser.
+    let port = free_port();
+    let driver = Driver {
+        child: Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ready = http
+            .get(format!("{}/status", driver.base))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--window-size=1440,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    }}});
+    let r: Value = http
+        .post(format!("{}/session", driver.base))
+        .json(&caps)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {r}"))
+        .to_string();
+    let s = Session {
+        http: http.clone(),
+        url: format!("{}/session/{id}", driver.base),
+    };
+
+    s.cmd(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
+    assert_eq!(s.script("return document.title").await, json!("ringtail"));
+
+    // The source list, with counts.
+    s.wait_for(
+        "the source list",
+        "return document.querySelectorAll('#sources li[data-source]').length === 5",
+    )
+    .await;
+    let web_count = s
+        .script("return document.querySelector('#sources li[data-source=\"web.out\"] .count b').textContent")
+        .await;
+    assert_eq!(web_count, json!("300"));
+
+    // The backlog, then a live entry after an ingest (through Loki push).
+    s.wait_for("the backlog", "return window.ringtail.lines() >= 200")
+        .await;
+    let marker = format!("live entry {}", std::process::id());
+    let push = json!({"streams": [{"stream": {"source": "web.out", "app": "web.out", "stream": "stdout", "level": "info"},
+        "values": [[ringtail::timefmt::now_ns().to_string(), marker.clone()]]}]});
+    let r = http
+        .post(format!("http://{addr}/loki/api/v1/push"))
+        .json(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    s.wait_for(
+        "the pushed entry in the tail",
+        &format!(
+            "return [...document.querySelectorAll('#log .line .msg')].some(e => e.textContent === {})",
+            json!(marker)
+        ),
+    )
+    .await;
+
+    // The chart: bars drawn, in colour.
+    s.wait_for("the chart's bars", "return window.ringtail.bars() > 0")
+        .await;
+    let colored = s
+        .script(
+            "const c = document.getElementById('chart');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             let n = 0;
+             for (let i = 0; i < d.length; i += 4) {
+               const hi = Math.max(d[i], d[i+1], d[i+2]), lo = Math.min(d[i], d[i+1], d[i+2]);
+               if (d[i+3] > 200 && hi - lo > 60) n++;
+             }
+             return n;",
+        )
+        .await;
+    assert!(
+        colored.as_u64().unwrap() > 200,
+        "the chart has {colored} coloured pixels"
+    );
+    let shot = s.screenshot("dashboard.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // Pause: new entries wait; resume: they appear.
+    s.script("document.getElementById('pause').click(); return true")
+        .await;
+    let before = s.script("return window.ringtail.lines()").await;
+    append(&ring, "worker", err, &["while paused".to_string()]);
+    s.wait_for(
+        "the paused notice",
+        "return document.getElementById('tail-info').textContent.includes('1 new entries waiting')",
+    )
+    .await;
+    assert_eq!(s.script("return window.ringtail.lines()").await, before);
+    s.script("document.getElementById('pause').click(); return true")
+        .await;
+    s.wait_for(
+        "the held entry after resume",
+        "return [...document.querySelectorAll('#log .line .msg')].some(e => e.textContent === 'while paused')",
+    )
+    .await;
+
+    // Clicking a source filters the tail (and the chart) by it.
+    s.script("document.querySelector('#sources li[data-source=\"db\"]').click(); return true")
+        .await;
+    s.wait_for(
+        "the tail filtered to db",
+        "const src = [...document.querySelectorAll('#log .line .src')].map(e => e.textContent);
+         return src.length === 80 && src.every(s => s === 'db')
+           && document.getElementById('f-source').value === 'db'",
+    )
+    .await;
+    s.wait_for(
+        "the chart filtered to db",
+        "return document.getElementById('legend').textContent === 'db'",
+    )
+    .await;
+    s.script("document.querySelector('#sources li.all').click(); return true")
+        .await;
+    s.wait_for("all sources again", "return window.ringtail.lines() >= 200")
+        .await;
+
+    // Dark mode, as a system preference.
+    s.cmd(
+        reqwest::Method::POST,
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}})),
+    )
+    .await;
+    s.wait_for(
+        "the dark scheme",
+        "return matchMedia('(prefers-color-scheme: dark)').matches",
+    )
+    .await;
+    let bg = s
+        .script("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    assert_eq!(bg, json!("rgb(15, 19, 24)"));
+    let shot = s.screenshot("dashboard-dark.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    s.cmd(reqwest::Method::DELETE, "", None).await;
+    shutdown.cancel();
+}
