@@ -108,6 +108,47 @@ async fn sse_gap_event_after_eviction() {
     .await;
 }
 
+/// A stream whose source is quiet while other sources go round the ring
+/// many times is not lapped into reporting entries it never wanted: the
+/// hub wakes it only for its own entries, and its keep-alives move it past
+/// what holds none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_filtered_follower_reports_no_false_gap() {
+    let mut cfg = config();
+    cfg.keep_alive = Duration::from_millis(20);
+    let s = TestServer::start(1000, cfg).await;
+    let mut resp = s
+        .client
+        .get(s.url("/api/v1/follow?format=sse&source=quiet"))
+        .send()
+        .await
+        .unwrap();
+    s.wait_followers(1).await;
+    let mut text = String::new();
+    for _ in 0..20 {
+        // Half the ring each time; wait until the stream has moved past it.
+        let last = *s.append_n("noisy", "n", 500).last().unwrap();
+        within("a keep-alive past the noise", async {
+            while !text.contains(&format!("id: {last}\n")) {
+                let c = resp.chunk().await.unwrap().expect("stream open");
+                text.push_str(std::str::from_utf8(&c).unwrap());
+            }
+        })
+        .await;
+    }
+    let seq = s.append_n("quiet", "hello", 1)[0];
+    within("the quiet entry", async {
+        while !text.contains("event: entry") {
+            let c = resp.chunk().await.unwrap().expect("stream open");
+            text.push_str(std::str::from_utf8(&c).unwrap());
+        }
+    })
+    .await;
+    assert!(!text.contains("event: gap"), "{text}");
+    assert!(text.contains(&format!("id: {seq}\nevent: entry")), "{text}");
+    assert_eq!(s.stats().await["http"]["gap_events_total"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_follower_gets_gaps_not_a_buffer() {
     // A client that stops reading: its stream waits, the ring evicts, and

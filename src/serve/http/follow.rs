@@ -27,15 +27,22 @@
 //!   sent as soon as the follower is caught up, so `curl -N` shows a line
 //!   the moment it is appended. Never compressed.
 //!
-//! # Slow clients
+//! # Who reads what
 //!
 //! Each stream reads the ring through its own cursor: the ring is the
-//! buffer. A client that reads slower than entries arrive makes its stream
-//! wait (at most [`super::STREAM_CHUNKS`] chunks queue up); meanwhile the
-//! ring goes on evicting, and when the stream reads again it sends a `gap`
-//! with the exact count. Memory per stream is bounded, and nobody else
-//! waits. At most `--http-max-followers` streams run at once; past that,
-//! 503.
+//! buffer. It reads its backlog in order, then only the seq ranges that
+//! the hub ([`super::hub`]) found to hold entries of the origins its filter
+//! accepts, and it is woken only when there are such entries. So a
+//! thousand streams that each follow one source cost about what their
+//! deliveries cost, not a thousand reads of every entry.
+//!
+//! # Slow clients
+//!
+//! A client that reads slower than entries arrive makes its stream wait
+//! (at most [`super::STREAM_CHUNKS`] chunks queue up); meanwhile the ring
+//! goes on evicting, and when the stream reads again it sends a `gap` with
+//! the exact count. Memory per stream is bounded, and nobody else waits.
+//! At most `--http-max-followers` streams run at once; past that, 503.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,6 +52,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::entries::{accepts, entry_object, future_seq, lines_content_type, send, Gone};
+use super::hub::Registration;
 use super::params::{self, FollowOutput};
 use super::{batch_size, ApiError, HttpState, Live, CHUNK};
 use crate::filter::Filter;
@@ -141,9 +149,15 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
     };
 
     let live_from = snap.end();
+    let filter = Arc::new(q.filter);
+    let registration = state.hub.register(filter.clone()).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot start following: {e}"),
+        )
+    })?;
     let (tx, body) = super::streamed_body();
     let limit = q.limit;
-    let filter = q.filter;
     tokio::spawn(async move {
         // The follower slot is free once this task ends.
         let _permit = permit;
@@ -158,7 +172,7 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             gaps: (0, 0),
             left: limit.unwrap_or(u64::MAX),
         };
-        let _ = f.run(&filter, at, &tx).await;
+        let _ = f.run(&filter, at, &registration, &tx).await;
         super::stats::report_gaps(&state, f.gaps.0, f.gaps.1);
     });
 
@@ -224,6 +238,10 @@ fn tail_start(snap: &Snapshot<'_>, filter: &Filter, n: u64, floor: u64) -> u64 {
     }
 }
 
+/// A gap this short between the position and the next range is read
+/// through rather than skipped with a new cursor.
+const READ_THROUGH: u64 = 64;
+
 /// One follow stream's state.
 struct Follower<'s> {
     state: &'s HttpState,
@@ -246,7 +264,13 @@ struct Follower<'s> {
 }
 
 impl Follower<'_> {
-    async fn run(&mut self, filter: &Filter, at: Start, tx: &super::Chunks) -> Result<(), Gone> {
+    async fn run(
+        &mut self,
+        filter: &Arc<Filter>,
+        at: Start,
+        reg: &Registration,
+        tx: &super::Chunks,
+    ) -> Result<(), Gone> {
         let state = self.state;
         let ring = &*state.ring;
         if self.output == FollowOutput::Sse {
@@ -257,9 +281,12 @@ impl Follower<'_> {
             }
             self.flush(tx).await?;
         }
-        let mut cursor = ring.cursor(at.seq, filter);
-        let mut batch = ReadBatch::new();
         let max = batch_size(ring);
+        let mut batch = ReadBatch::new();
+        // The backlog, and whatever was appended meanwhile: read in order
+        // up to the end of the ring (the hub may have looked at these
+        // entries before it knew this stream).
+        let mut cursor = ring.cursor(at.seq, &**filter);
         loop {
             let status = cursor.read(&mut batch, max);
             self.render(&batch);
@@ -270,26 +297,64 @@ impl Follower<'_> {
             if done {
                 return Ok(());
             }
-            if status != ReadStatus::CaughtUp {
-                tokio::task::consume_budget().await;
-                continue;
+            if status == ReadStatus::CaughtUp {
+                break;
             }
+            tokio::task::consume_budget().await;
+        }
+        // Live: read only the ranges the hub points to (see hub.rs).
+        let sse = self.output == FollowOutput::Sse;
+        let mut ranges = Vec::new();
+        // Every seq below this was read, or holds nothing for this stream.
+        let mut examined = cursor.position();
+        let mut last_sent = tokio::time::Instant::now();
+        loop {
             // Caught up: a good moment for the self log (see report_gaps).
             super::stats::report_gaps(state, self.gaps.0, self.gaps.1);
             self.gaps = (0, 0);
-            loop {
-                tokio::select! {
-                    _ = cursor.wait() => break,
-                    _ = tokio::time::sleep(state.config.keep_alive) => {
-                        if self.output == FollowOutput::Sse {
-                            self.sse_keep_alive(cursor.position().saturating_sub(1));
-                            self.flush(tx).await?;
-                        }
+            let mut keep_alive_due = false;
+            tokio::select! {
+                _ = reg.waiter.notify.notified() => {}
+                _ = tokio::time::sleep_until(last_sent + state.config.keep_alive) => {
+                    keep_alive_due = true;
+                }
+                _ = tx.closed() => return Err(Gone),
+                _ = state.shutdown.cancelled() => return Err(Gone),
+            }
+            let mark = reg.take(&mut ranges);
+            for (first, last) in ranges.drain(..) {
+                if last < cursor.position() {
+                    continue;
+                }
+                // A short stretch of other sources is cheaper to read
+                // through than a new cursor (this one knows its origins).
+                if first > cursor.position().saturating_add(READ_THROUGH) {
+                    cursor = ring.cursor(first, &**filter);
+                }
+                while cursor.position() <= last {
+                    let room = (last + 1 - cursor.position()).min(max as u64) as usize;
+                    let status = cursor.read(&mut batch, room);
+                    self.render(&batch);
+                    if self.left == 0 {
+                        self.flush(tx).await?;
+                        return Ok(());
                     }
-                    _ = tx.closed() => return Err(Gone),
-                    _ = state.shutdown.cancelled() => return Err(Gone),
+                    if self.out.len() >= CHUNK {
+                        self.flush(tx).await?;
+                    }
+                    if status == ReadStatus::CaughtUp {
+                        break;
+                    }
                 }
             }
+            examined = examined.max(cursor.position()).max(mark);
+            if keep_alive_due && sse {
+                self.sse_keep_alive(examined.saturating_sub(1));
+            }
+            if !self.out.is_empty() || keep_alive_due {
+                last_sent = tokio::time::Instant::now();
+            }
+            self.flush(tx).await?;
         }
     }
 

@@ -40,6 +40,7 @@
 
 mod entries;
 mod follow;
+mod hub;
 mod ingest;
 pub mod params;
 mod sources;
@@ -210,6 +211,7 @@ pub struct HttpState {
     shutdown: CancellationToken,
     metrics: Metrics,
     followers: Arc<Semaphore>,
+    hub: Arc<hub::Hub>,
     sources: sources::Cache,
 }
 
@@ -224,6 +226,7 @@ impl HttpState {
             followers: Arc::new(Semaphore::new(config.max_followers)),
             metrics: Metrics::new(ROUTES.len()),
             sources: sources::Cache::default(),
+            hub: hub::Hub::new(ring.clone(), shutdown.clone()),
             ring,
             selflog,
             config,
