@@ -716,6 +716,51 @@ async fn bearer_token() {
     );
 }
 
+/// The Loki API and the dashboard share the port, the token and the
+/// layers; the dashboard's page and the health checks need no token; a
+/// WebSocket upgrade passes the shared layers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_routes_share_auth_and_layers() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut cfg = config();
+    cfg.token = Some(Token::new("tok").unwrap());
+    let s = TestServer::start(100, cfg).await;
+    for path in ["/", "/dashboard/app.js", "/ready", "/healthz"] {
+        assert_eq!(s.get(path).await.status(), 200, "{path} needs no token");
+    }
+    assert_eq!(s.get("/loki/api/v1/labels").await.status(), 401);
+    let r = s
+        .client
+        .get(s.url("/loki/api/v1/labels"))
+        .header("authorization", "Bearer tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let url = format!(
+        "ws://{}/loki/api/v1/tail?query=%7Bsource%3D%22ws%22%7D",
+        s.run.addr
+    );
+    let unauthorized = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(unauthorized.is_err(), "the tail needs the token too");
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", "Bearer tok".parse().unwrap());
+    let (mut ws, _) = util::within(
+        "the WebSocket upgrade",
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .unwrap();
+    s.append(Origin::new("ws"), Flags::default(), b"over the socket");
+    let msg = util::within("a tail message", ws.next())
+        .await
+        .expect("a message")
+        .unwrap();
+    assert!(msg.to_text().unwrap().contains("over the socket"), "{msg}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_time_out() {
     let mut cfg = config();

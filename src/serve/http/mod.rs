@@ -11,10 +11,12 @@
 //!   AnyDesk and RealServer use it). A non-loopback address is refused
 //!   unless a bearer token is configured or `--http-insecure` is given
 //!   ([`check_exposure`]).
-//! - **Auth.** With a token ([`HttpConfig::token`]) every route except
-//!   `/healthz` requires `Authorization: Bearer TOKEN`, compared in constant
-//!   time; otherwise 401. No CORS headers are sent, so browsers only let
-//!   pages from this same origin read the answers.
+//! - **Auth.** With a token ([`HttpConfig::token`]) every route requires
+//!   `Authorization: Bearer TOKEN`, compared in constant time, otherwise
+//!   401; except the health checks (`/healthz`, `/ready`) and the
+//!   dashboard's page and assets (`/`, `/dashboard/...`), which hold no
+//!   log data. No CORS headers are sent, so browsers only let pages from
+//!   this same origin read the answers.
 //! - **Limits.** Documents of `GET /api/v1/entries` hold at most
 //!   [`HttpConfig::max_limit`] entries (a larger `limit` is capped; page on
 //!   with `next`); at most [`HttpConfig::max_followers`] follow streams at
@@ -32,11 +34,12 @@
 //!
 //! # Merging more routes
 //!
-//! [`app`] builds the whole application: this module's routes, then (the
-//! one place to add a line) every further router merged in before the
-//! shared layers, so that merged routes get the same auth, limits, timeout,
-//! gzip and 404 answer. A router to merge must carry its state already
-//! (`Router<()>`) and must not set a fallback.
+//! [`app`] builds the whole application: this module's routes, then the
+//! Loki API and the dashboard ([`merged_routers`], the one place to add a
+//! line for another router), merged in before the shared layers, so that
+//! every route gets the same auth, limits, timeout, gzip and 404 answer. A
+//! router to merge must carry its state already (`Router<()>`) and must not
+//! set a fallback.
 
 mod entries;
 mod follow;
@@ -68,6 +71,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::ring::Ring;
 use crate::selflog::SelfLog;
+use crate::serve::{dashboard, loki};
 use crate::sources::LongLines;
 
 pub use stats::Metrics;
@@ -335,18 +339,27 @@ pub fn api_router(state: Arc<HttpState>) -> Router {
     router.with_state(state)
 }
 
-/// The whole HTTP application: this module's routes, further routers
-/// merged in, and the layers they all share. This is where the Loki API
-/// and the dashboard are merged (add further routers to `routers` here).
+/// The whole HTTP application the daemon serves: this module's routes, the
+/// Loki API ([`crate::serve::loki`]) and the dashboard
+/// ([`crate::serve::dashboard`]) on one port, under the layers they all
+/// share. Further routers are merged here, one line each.
 pub fn app(
     ring: Arc<Ring>,
     selflog: SelfLog,
     config: HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
-    let state = HttpState::new(ring, selflog, config, shutdown);
-    let routers: Vec<Router> = Vec::new();
-    app_with(state, routers)
+    let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown);
+    app_with(state, merged_routers(ring, selflog))
+}
+
+/// The routers served beside this module's: the Loki API and the
+/// dashboard. Add a line here to serve another.
+pub fn merged_routers(ring: Arc<Ring>, selflog: SelfLog) -> Vec<Router> {
+    vec![
+        loki::router(ring, selflog, loki::LokiLimits::default()),
+        dashboard::router(),
+    ]
 }
 
 /// [`app`] with the state built by the caller (to read its metrics) and
@@ -387,11 +400,18 @@ fn compress_predicate() -> impl Predicate {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Live;
 
+/// Routes that answer without a token: health checks, and the dashboard's
+/// page and assets (they hold no log data; the page asks for the token and
+/// sends it with every API call).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/ready" | "/") || path.starts_with("/dashboard/")
+}
+
 async fn authorize(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
     let Some(token) = &state.config.token else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/healthz" {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let ok = req
@@ -429,7 +449,8 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         format!(
             "no route {method} {}; the API is described at api/openapi.yaml: /api/v1/entries, \
-             /api/v1/follow, /api/v1/sources, /api/v1/stats, /metrics, /healthz",
+             /api/v1/follow, /api/v1/sources, /api/v1/stats, /metrics, /healthz; the Loki API \
+             is under /loki/api/v1/, the dashboard at /",
             uri.path()
         ),
     )
@@ -517,7 +538,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<io::Result<()>>,
 }
 
-/// Binds `addr` (port 0 picks a free port) and serves the API on it.
+/// Binds `addr` (port 0 picks a free port) and serves the whole
+/// application on it, as the daemon does.
 pub async fn start(
     addr: SocketAddr,
     ring: Arc<Ring>,
@@ -527,8 +549,8 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let state = HttpState::new(ring, selflog, config, shutdown.clone());
-    let app = app_with(state.clone(), Vec::new());
+    let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown.clone());
+    let app = app_with(state.clone(), merged_routers(ring, selflog));
     let task = tokio::spawn(serve(listener, app, shutdown.clone()));
     Ok(Running {
         addr,
