@@ -27,7 +27,7 @@ pub struct ServeArgs {
     pub max_lines: u64,
 
     /// Message bytes kept in the ring (e.g. 64MiB); whichever of
-    /// --max-lines and --max-bytes is reached first evicts. Default: 128
+    /// --max-lines and --max-bytes is reached first evicts. Default: 120
     /// bytes per line, at least 64 KiB.
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     pub max_bytes: Option<u64>,

@@ -87,7 +87,7 @@ pub struct RingConfig {
 }
 
 impl RingConfig {
-    /// memlogd's defaults: 5000 lines of at most 1024 bytes, with 128 bytes
+    /// memlogd's defaults: 5000 lines of at most 1024 bytes, with 120 bytes
     /// of message room per line on average.
     pub fn new(max_lines: u64) -> RingConfig {
         RingConfig {
@@ -143,9 +143,13 @@ impl RingConfig {
     }
 }
 
-/// The default byte budget: 128 bytes of message per line, at least 64 KiB.
+/// The default byte budget: 120 bytes of message per line, at least 64 KiB.
+///
+/// Room for `max_lines` lines of up to 112 bytes (messages are stored padded
+/// to 8 bytes), while a full 1M-line ring stays near 140 MiB resident; a
+/// ring of longer lines keeps fewer lines unless `--max-bytes` says more.
 pub fn default_max_bytes(max_lines: u64) -> u64 {
-    max_lines.saturating_mul(128).max(64 * 1024)
+    max_lines.saturating_mul(120).max(64 * 1024)
 }
 
 /// What went wrong opening or using a ring.

@@ -116,7 +116,12 @@ impl Origins {
                     by_id.insert(id as u32, interned);
                 }
                 None => {
-                    region.word(at).store(0, Ordering::Release);
+                    // Clear only a slot that held something undecodable: a
+                    // store to every free slot would dirty the whole table's
+                    // pages (32 MiB by default) for nothing.
+                    if id != 0 {
+                        region.word(at).store(0, Ordering::Release);
+                    }
                     free_slots.push(slot);
                 }
             }

@@ -15,7 +15,11 @@
 //!   the read with one `append_batch`.
 //! - **Fairness.** A source yields to the scheduler after every read, so one
 //!   that never stops writing (an fd on `/dev/zero`, a tight loop) shares
-//!   the CPU with the others. The optional per-source rate limit
+//!   the CPU with the others. An fd that epoll refuses and that is not a
+//!   regular file (a character device such as `/dev/zero`, which never
+//!   blocks and never ends) is read at most [`DEVICE_READ_RATE`] bytes per
+//!   second, so it can neither burn a core nor wash every other source out
+//!   of the ring in an instant; regular files are read at full speed. The optional per-source rate limit
 //!   ([`RateLimit`](super::RateLimit)) drops lines over the limit and says
 //!   so in one "suppressed N lines from SOURCE" self-log entry per interval.
 //! - **Bounded idle cost.** An idle source holds no read buffer (buffers go
@@ -79,6 +83,11 @@ const PAYLOAD_MAX: usize = 4096;
 /// A blocking-pool reader gives its turn back after this many reads or
 /// this long, whichever comes first.
 const SLICE_READS: usize = 32;
+
+/// Bytes per second read from an fd that epoll refuses and that is not a
+/// regular file (see the module doc). 1 MiB/s is about a thousand
+/// full-length lines a second: more than any real device logs, little CPU.
+pub const DEVICE_READ_RATE: u64 = 1 << 20;
 const SLICE_TIME: Duration = Duration::from_millis(5);
 
 /// How long the socket pauses after fds failed to arrive (the process is
@@ -788,6 +797,16 @@ async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source)
 /// The source moves to the blocking thread for each slice and comes back
 /// with it; it is lost only if that thread panics.
 async fn read_blocking(shared: &Arc<Shared>, fd: OwnedFd, source: Source) -> (Option<Source>, End) {
+    let capped = rustix::fs::fstat(&fd)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(true);
+    // A capped source reads one buffer per turn, then waits until its byte
+    // budget allows the next.
+    let reads_per_slice = if capped { 1 } else { SLICE_READS };
+    let started = Instant::now();
+    let mut total: u64 = 0;
     let mut state = (source, fd);
     loop {
         let permit = tokio::select! {
@@ -798,10 +817,10 @@ async fn read_blocking(shared: &Arc<Shared>, fd: OwnedFd, source: Source) -> (Op
         let slice_shared = Arc::clone(shared);
         let job = tokio::task::spawn_blocking(move || {
             let (mut source, fd) = state;
-            let end = read_slice(&slice_shared, &fd, &mut source);
-            ((source, fd), end)
+            let (end, bytes) = read_slice(&slice_shared, &fd, &mut source, reads_per_slice);
+            ((source, fd), (end, bytes))
         });
-        let (back, end) = match job.await {
+        let (back, (end, bytes)) = match job.await {
             Ok(back) => back,
             Err(e) => {
                 let e = io::Error::other(format!("the reader thread failed: {e}"));
@@ -813,15 +832,31 @@ async fn read_blocking(shared: &Arc<Shared>, fd: OwnedFd, source: Source) -> (Op
         if let Some(end) = end {
             return (Some(state.0), end);
         }
+        total += bytes as u64;
+        if capped {
+            let due = started + Duration::from_secs_f64(total as f64 / DEVICE_READ_RATE as f64);
+            tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => return (Some(state.0), End::Shutdown),
+                _ = tokio::time::sleep_until(due.into()) => {}
+            }
+        }
         tokio::task::yield_now().await;
     }
 }
 
-/// One slice of blocking reads; `None` when the source should go on.
-fn read_slice(shared: &Shared, fd: &OwnedFd, source: &mut Source) -> Option<End> {
+/// One slice of at most `max_reads` blocking reads: how it ended (`None`
+/// when the source should go on) and the bytes read.
+fn read_slice(
+    shared: &Shared,
+    fd: &OwnedFd,
+    source: &mut Source,
+    max_reads: usize,
+) -> (Option<End>, usize) {
     let started = Instant::now();
     let mut end = None;
-    for _ in 0..SLICE_READS {
+    let mut bytes = 0;
+    for _ in 0..max_reads {
         if shared.shutdown.is_cancelled() {
             end = Some(End::Shutdown);
             break;
@@ -832,7 +867,10 @@ fn read_slice(shared: &Shared, fd: &OwnedFd, source: &mut Source) -> Option<End>
                 end = Some(End::Eof);
                 break;
             }
-            Ok(n) => source.commit(shared, n),
+            Ok(n) => {
+                bytes += n;
+                source.commit(shared, n)
+            }
             Err(Errno::INTR) => {}
             Err(e) => {
                 end = Some(End::Failed(e.into()));
@@ -844,7 +882,7 @@ fn read_slice(shared: &Shared, fd: &OwnedFd, source: &mut Source) -> Option<End>
         }
     }
     source.give_back_buffer(shared);
-    end
+    (end, bytes)
 }
 
 #[cfg(test)]
