@@ -106,7 +106,9 @@ fn main() {
     let rounds = if quick { 30 } else { 200 };
     let ring = Arc::new(Ring::open(&RingConfig::new(LINES)).expect("ring"));
     let t = Instant::now();
+    let fill_start = now_ns();
     fill(&ring);
+    let fill_end = now_ns();
     println!(
         "ring: {} entries from {SOURCES} sources, filled in {:?}",
         ring.stats().retained,
@@ -123,6 +125,16 @@ fn main() {
         start,
         end,
         step: Some(step),
+        limit: 100,
+        direction: Direction::Backward,
+    };
+    // The same query with its 250 steps spread over the entries' own
+    // times: every entry moves the step window, every point is present.
+    let dense = RangeRequest {
+        query: metric.query.clone(),
+        start: fill_start,
+        end: fill_end,
+        step: Some(((fill_end - fill_start) / 249).max(1)),
         limit: 100,
         direction: Direction::Backward,
     };
@@ -184,6 +196,14 @@ fn main() {
     });
     report(
         "metric query_range, 250 steps (evaluation + JSON)",
+        &h,
+        50.0,
+    );
+    let h = measure(rounds, || {
+        query::query_range(&ring, &dense, &limits).expect("metric query");
+    });
+    report(
+        "same, 250 steps across the entries' times (dense)",
         &h,
         50.0,
     );

@@ -637,13 +637,19 @@ impl Filter {
             && self.flag_matchers.is_empty()
     }
 
-    /// Whether the filter looks at messages (a line filter): readers that
-    /// only count entries can skip nothing then.
-    pub fn reads_messages(&self) -> bool {
-        !(self.contains.is_empty()
+    /// Whether the filter decides by origin alone (its `entry` always
+    /// passes an entry of a selected origin): a reader can then skip the
+    /// per-entry call.
+    pub fn decides_by_origin(&self) -> bool {
+        self.seqs == (0..u64::MAX)
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.streams.is_empty()
+            && self.flag_table.is_none()
+            && self.contains.is_empty()
             && self.regexes.is_empty()
             && self.excludes.is_empty()
-            && self.not_regexes.is_empty())
+            && self.not_regexes.is_empty()
     }
 
     /// The source patterns, as given.
@@ -921,6 +927,7 @@ mod tests {
             .build()
             .unwrap();
         assert!(!f.is_all());
+        assert!(f.decides_by_origin());
         assert!(passes(&f, &entry(&web, 1, 0, out, b"m")));
         assert!(!passes(&f, &entry(&db, 1, 0, out, b"m")));
         // Anchored: "eb" does not match "web.out".
@@ -946,6 +953,7 @@ mod tests {
             .matcher(m("level", MatchOp::Re, "err.*|crit"))
             .build()
             .unwrap();
+        assert!(!f.decides_by_origin());
         assert!(passes(&f, &entry(&web, 1, 0, err, b"m")));
         assert!(!passes(&f, &entry(&web, 1, 0, out, b"m")));
         let f = Filter::builder()
@@ -977,7 +985,7 @@ mod tests {
             .not_regex("(?i)bot")
             .build()
             .unwrap();
-        assert!(f.reads_messages());
+        assert!(!f.decides_by_origin());
         let o = Origin::new("x");
         let e = |m: &'static [u8]| entry(&o, 1, 0, Flags::default(), m);
         assert!(passes(&f, &e(b"GET /index")));

@@ -256,7 +256,7 @@ impl Eval<'_> {
                 series.bytes[i1 + 1] -= len;
             }
         };
-        let parts = scan(self.snap, from, to, &filter, init, visit);
+        let parts = scan_filter(self.snap, from, to, &filter, init, visit);
         // Merge the parts by label set.
         let mut merged: BTreeMap<Labels, AccSeries> = BTreeMap::new();
         for part in parts {
@@ -412,36 +412,88 @@ pub(super) fn label_set(origin: &Origin, flags: crate::entry::Flags, drops: &[St
         .collect()
 }
 
-/// Maps an entry's (origin, stream and level bits) to a small index,
-/// without hashing for runs of entries from the same origin.
+/// Maps an entry's (origin, stream and level bits) to a small index; a
+/// small direct-mapped cache in front of the map answers most entries
+/// without hashing (a source's lines come in runs, with a few flag
+/// combinations).
 ///
 /// The origin is keyed by address: a cursor keeps each origin it resolved
 /// alive (and at the same address) for its whole life, so the address
 /// identifies the origin within one scan.
-#[derive(Default)]
 pub(super) struct KeyIndex {
     map: FxHashMap<(usize, u8), u32>,
-    /// The last key and its index; address 0 is never an origin's.
-    last: (usize, u8, u32),
+    /// `(address, bits, index)`; address 0 is never an origin's.
+    cache: [(usize, u8, u32); KEY_CACHE],
+}
+
+const KEY_CACHE: usize = 16;
+
+impl Default for KeyIndex {
+    fn default() -> KeyIndex {
+        KeyIndex {
+            map: FxHashMap::default(),
+            cache: [(0, 0, 0); KEY_CACHE],
+        }
+    }
 }
 
 impl KeyIndex {
     #[inline]
     pub(super) fn get(&mut self, e: &EntryRef<'_>, add: impl FnOnce() -> u32) -> u32 {
-        let key = (e.origin as *const Origin as usize, e.flags.bits() >> 2);
-        if key.0 == self.last.0 && key.1 == self.last.1 {
-            return self.last.2;
+        let addr = e.origin as *const Origin as usize;
+        let bits = e.flags.bits() >> 2;
+        // Origins are at least 8-byte aligned; mix in the flag bits.
+        let slot = ((addr >> 4) ^ (addr >> 9) ^ (bits as usize).wrapping_mul(7)) % KEY_CACHE;
+        let c = self.cache[slot];
+        if c.0 == addr && c.1 == bits {
+            return c.2;
         }
-        let idx = match self.map.get(&key) {
+        let idx = match self.map.get(&(addr, bits)) {
             Some(&i) => i,
             None => {
                 let i = add();
-                self.map.insert(key, i);
+                self.map.insert((addr, bits), i);
                 i
             }
         };
-        self.last = (key.0, key.1, idx);
+        self.cache[slot] = (addr, bits, idx);
         idx
+    }
+}
+
+/// A filter's origin decisions alone, for a scan whose filter decides
+/// nothing per entry: the reader then skips the per-entry call.
+struct OriginOnly<'a>(&'a Filter);
+
+impl Select for OriginOnly<'_> {
+    fn origin(&self, origin: &Origin) -> bool {
+        self.0.origin(origin)
+    }
+
+    #[inline]
+    fn entry(&self, _: &EntryRef<'_>) -> bool {
+        true
+    }
+}
+
+/// Runs `scan` with the lightest selection that is equivalent to `filter`.
+fn scan_filter<A, I, V>(
+    snap: Snapshot<'_>,
+    from: u64,
+    to: u64,
+    filter: &Filter,
+    init: I,
+    visit: V,
+) -> Vec<A>
+where
+    A: Send,
+    I: Fn() -> A + Sync,
+    V: Fn(&mut A, &EntryRef<'_>) + Sync,
+{
+    if filter.decides_by_origin() {
+        scan(snap, from, to, &OriginOnly(filter), init, visit)
+    } else {
+        scan(snap, from, to, filter, init, visit)
     }
 }
 
