@@ -195,6 +195,23 @@ fn query(entries: u64, sources: usize, queries: u64) {
             ms(&h)
         );
     }
+    // The sources page scans the whole ring (its answer is then reused
+    // for a second).
+    b.client_rt.block_on(async {
+        let v: serde_json::Value = client
+            .get(format!("{}/api/v1/sources", b.base))
+            .send()
+            .await
+            .expect("sources")
+            .json()
+            .await
+            .expect("JSON");
+        println!(
+            "sources: {} sources, scan of the ring {:.1} ms",
+            v["sources"].as_array().map_or(0, Vec::len),
+            v["scan_ms"].as_f64().unwrap_or(0.0)
+        );
+    });
     b.server.shutdown.cancel();
 }
 

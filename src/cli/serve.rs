@@ -5,6 +5,7 @@
 //! `-fd-query`, `-max-line-len`, `-daemonize`) are the same flags written
 //! with two dashes; [`super::argv`] rewrites the single-dash forms.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::ring::{default_max_bytes, RingConfig};
-use crate::serve::daemon::{self, DaemonConfig, SocketSpec};
+use crate::serve::daemon::{self, DaemonConfig, Handover, SocketSpec};
 use crate::serve::http::{self, HttpConfig, Token};
 use crate::serve::memlogq::{QueryConfig, QueryFormat};
 use crate::sources::{IngestConfig, LongLines, RateLimit};
@@ -111,10 +112,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR|off", value_parser = parse_http)]
     pub http: Option<HttpListen>,
 
-    /// Require `Authorization: Bearer TOKEN` on every HTTP route but
-    /// /healthz, with TOKEN read from this file (surrounding whitespace
-    /// dropped). Without it, the environment variable RINGTAIL_HTTP_TOKEN,
-    /// if set, holds the token itself.
+    /// Require `Authorization: Bearer TOKEN` on every HTTP route (but the
+    /// health checks and the dashboard's page, which hold no logs), with
+    /// TOKEN read from this file (surrounding whitespace dropped). Without
+    /// it, the environment variable RINGTAIL_HTTP_TOKEN, if set, holds the
+    /// token itself.
     #[arg(long, value_name = "FILE")]
     pub http_token: Option<PathBuf>,
 
@@ -146,6 +148,82 @@ pub struct ServeArgs {
     /// once the daemon serves (memlogd's -daemonize).
     #[arg(long)]
     pub daemonize: bool,
+
+    /// Internal, set by --daemonize on the background daemon it starts:
+    /// write one byte to this inherited fd once serving.
+    #[arg(long, value_name = "FD", hide = true, conflicts_with = "daemonize")]
+    pub ready_fd: Option<i32>,
+
+    /// Internal (--daemonize): an inherited, listening TCP socket to serve
+    /// HTTP on, instead of binding --http.
+    #[arg(long, value_name = "FD", hide = true, requires = "ready_fd")]
+    pub fd_http: Option<i32>,
+
+    /// Internal (--daemonize): a socket file the process that started this
+    /// one created; removed at shutdown. Repeated.
+    #[arg(long, value_name = "PATH", hide = true, requires = "ready_fd")]
+    pub owned_socket: Vec<PathBuf>,
+}
+
+/// The command line that starts this daemon again in the background for
+/// `--daemonize` ([`DaemonConfig::relaunch`]), from `argv` (the program's
+/// own, program name first): the flags clap saw, without those that choose
+/// the sockets (`--socket-log`, `--socket-query`, `--fd-log`, `--fd-query`,
+/// `--memlogd-paths`), `--daemonize`, and the hidden handover flags; the
+/// daemon appends the fds it hands over. The program name is kept, so the
+/// background daemon shows under the same name (`memlogd` included).
+pub fn relaunch_command_line(argv: Vec<OsString>) -> Vec<OsString> {
+    const FLAGS: &[&str] = &["--daemonize", "--memlogd-paths"];
+    const WITH_VALUE: &[&str] = &[
+        "--socket-log",
+        "--socket-query",
+        "--fd-log",
+        "--fd-query",
+        "--ready-fd",
+        "--fd-http",
+        "--owned-socket",
+    ];
+    let mut rewritten = super::argv::rewrite(argv).into_iter();
+    let program = rewritten
+        .next()
+        .unwrap_or_else(|| OsString::from("ringtail"));
+    // clap saw `PROGRAM serve FLAGS...`. serve takes no positional
+    // argument, so every other token is a flag or the value of the flag
+    // before it, and a value never looks like a flag: clap refuses
+    // `--ring-file --daemonize`, and `--ring-file=--daemonize` is one token.
+    let mut kept = Vec::new();
+    let mut tokens = rewritten.skip_while(|a| a == "serve");
+    while let Some(arg) = tokens.next() {
+        let bytes = arg.as_encoded_bytes();
+        if FLAGS.iter().any(|f| bytes == f.as_bytes()) {
+            continue;
+        }
+        if WITH_VALUE.iter().any(|f| bytes == f.as_bytes()) {
+            tokens.next();
+            continue;
+        }
+        let with_equals = |f: &&str| {
+            bytes.starts_with(f.as_bytes()) && bytes.get(f.len()) == Some(&b'=')
+        };
+        if WITH_VALUE.iter().any(with_equals) {
+            continue;
+        }
+        kept.push(arg);
+    }
+    // The background daemon's command line goes through `argv::rewrite`
+    // again: give it what yields `serve` plus the kept flags (which are in
+    // the form `rewrite` leaves alone).
+    let personality = super::argv::rewrite(vec![program.clone()]);
+    let mut out = match &personality[1..] {
+        [] => vec![program, OsString::from("serve")],
+        // Invoked as memlogd: `rewrite` puts `serve --memlogd-paths` back.
+        [serve, memlogd_paths] if serve == "serve" && memlogd_paths == "--memlogd-paths" => {
+            vec![program]
+        }
+        _ => vec![OsString::from("ringtail"), OsString::from("serve")],
+    };
+    out.extend(kept);
+    out
 }
 
 /// `--http`: an address, or off.
@@ -322,6 +400,11 @@ impl ServeArgs {
                 })
             }
         };
+        let handover = self.ready_fd.map(|ready_fd| Handover {
+            ready_fd,
+            http_fd: self.fd_http,
+            owned_sockets: self.owned_socket.clone(),
+        });
         Ok(DaemonConfig {
             ring,
             ingest,
@@ -334,6 +417,9 @@ impl ServeArgs {
             echo: self.echo,
             http,
             daemonize: self.daemonize,
+            // Filled in by `main`, which knows the program's command line.
+            relaunch: Vec::new(),
+            handover,
             log_flag: "--socket-log".into(),
             query_flag: "--socket-query".into(),
         })
@@ -342,13 +428,18 @@ impl ServeArgs {
 
 /// Runs `ringtail serve`; returns the exit code.
 pub fn main(args: ServeArgs) -> i32 {
-    let config = match args.to_config() {
+    let mut config = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
             super::print_error(e);
             return 2;
         }
     };
+    if config.daemonize {
+        // The background daemon is this program started again with this
+        // program's own command line (the one `main` parsed).
+        config.relaunch = relaunch_command_line(std::env::args_os().collect());
+    }
     match daemon::run(config) {
         Ok(()) => 0,
         Err(e) => {
@@ -388,7 +479,70 @@ mod tests {
         assert!(!h.explicit);
         assert_eq!(h.config.max_limit, http::DEFAULT_MAX_LIMIT);
         assert_eq!(h.config.max_body, 1 << 20);
-        assert!(!c.echo && !c.daemonize);
+        assert!(!c.echo && !c.daemonize && c.handover.is_none());
+    }
+
+    /// Parses a whole command line as `main` does.
+    fn parse_argv(argv: &[OsString]) -> ServeArgs {
+        let cli = crate::cli::Cli::try_parse_from(crate::cli::argv::rewrite(argv.to_vec()))
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        match cli.command {
+            crate::cli::Command::Serve(a) => a,
+            other => panic!("{argv:?} is not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn daemonize_starts_the_same_daemon_with_the_sockets_handed_over() {
+        let cases: &[(&[&str], bool)] = &[
+            (
+                &[
+                    "ringtail", "serve", "--socket-log", "/a", "--socket-query=/b", "--daemonize",
+                    "--max-lines", "100", "--echo",
+                ],
+                false,
+            ),
+            (
+                &[
+                    "/sbin/memlogd", "-daemonize", "-fd-log", "3", "-fd-query=4", "-max-lines",
+                    "100", "--echo",
+                ],
+                true,
+            ),
+            (
+                &[
+                    "/usr/bin/ringtail", "-socket-log", "/a", "-daemonize=true", "-max-lines=100",
+                    "--echo", "--memlogd-paths",
+                ],
+                false,
+            ),
+        ];
+        for (argv, as_memlogd) in cases {
+            let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+            assert!(parse_argv(&argv).daemonize);
+            let mut child = relaunch_command_line(argv.clone());
+            assert_eq!(child[0], argv[0], "the program name is kept");
+            assert_eq!(child.get(1).is_some_and(|a| a == "serve"), !as_memlogd);
+            let handover = Handover {
+                ready_fd: 9,
+                http_fd: Some(8),
+                owned_sockets: vec![PathBuf::from("/a"), PathBuf::from("-max-lines odd")],
+            };
+            child.extend(daemon::background_args(5, 6, &handover));
+            let c = parse_argv(&child).to_config().unwrap();
+            assert!(!c.daemonize);
+            assert_eq!(c.log_socket, SocketSpec::Fd(5));
+            assert_eq!(c.query_socket, SocketSpec::Fd(6));
+            assert_eq!(c.handover.as_ref(), Some(&handover));
+            assert_eq!(c.ring.max_lines, 100);
+            assert!(c.echo);
+        }
+        // The handover flags are internal to --daemonize.
+        let argv: Vec<OsString> = ["ringtail", "serve", "--daemonize", "--ready-fd", "3"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(crate::cli::Cli::try_parse_from(argv).is_err());
     }
 
     #[test]

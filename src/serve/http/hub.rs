@@ -14,14 +14,15 @@
 //!
 //! After its backlog, a stream reads only what the hub points it to: for
 //! each batch, the hub records in each interested stream the seq range
-//! from the first to the last entry of its origins ([`Waiter::take`]), and
-//! a stream reads those ranges and nothing else, so it never wades through
-//! the entries of sources it does not follow (with a thousand streams that
-//! reading would cost more than the deliveries). At most [`MAX_RANGES`]
-//! ranges wait per stream; past that the last one is widened, which only
-//! makes the stream read a little more.
+//! from the first to the last entry of its origins, and the stream takes
+//! them ([`Registration::take`]) and reads those ranges and nothing else,
+//! so it never wades through the entries of sources it does not follow
+//! (with a thousand streams that reading would cost more than the
+//! deliveries). At most [`MAX_RANGES`] ranges wait per stream; past that
+//! the last one is widened, which only makes the stream read a little
+//! more.
 //!
-//! The hub also publishes how far it has looked ([`Registration::take`]
+//! The hub also publishes how far it has looked (`Registration::take`
 //! returns it): every seq below it that is in no range holds nothing for
 //! the stream. The order of operations makes that safe: the hub records
 //! ranges before it raises that mark, and a stream reads the mark before it
