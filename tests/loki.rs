@@ -857,3 +857,27 @@ async fn client_disconnect_ends_the_tail() {
     .await;
     assert!(end.is_ok());
 }
+
+/// Every route in `loki::ROUTES` (what the API spec describes) is one the
+/// router serves, with that method.
+#[tokio::test]
+async fn the_route_list_matches_the_router() {
+    let s = server().await;
+    for (method, path) in loki::ROUTES {
+        let path = path.replace("{name}", "source");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .client
+            .request(method.clone(), format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        // Missing parameters make a 400 (or, for tail, a failed upgrade);
+        // an unknown route or method would be 404 or 405.
+        assert!(
+            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&r.status()),
+            "{method} {path}: {}",
+            r.status()
+        );
+    }
+}

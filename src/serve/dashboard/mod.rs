@@ -37,6 +37,14 @@ const ICON: &str = include_str!("favicon.svg");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// Every route of the dashboard as `(method, path)`, for the API spec check.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/dashboard/app.js"),
+    ("GET", "/dashboard/style.css"),
+    ("GET", "/dashboard/favicon.svg"),
+];
+
 /// The dashboard's routes: `/` and its assets under `/dashboard/`.
 pub fn router() -> Router {
     Router::new()

@@ -123,6 +123,28 @@ impl IntoResponse for LokiError {
     }
 }
 
+/// Every route of the Loki API as `(method, path)` in axum syntax, in the
+/// order of the module docs: what `api/openapi.yaml` must describe (a test
+/// checks that the router answers each of them).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/loki/api/v1/query_range"),
+    ("POST", "/loki/api/v1/query_range"),
+    ("GET", "/loki/api/v1/query"),
+    ("POST", "/loki/api/v1/query"),
+    ("GET", "/loki/api/v1/labels"),
+    ("POST", "/loki/api/v1/labels"),
+    ("GET", "/loki/api/v1/label/{name}/values"),
+    ("POST", "/loki/api/v1/label/{name}/values"),
+    ("GET", "/loki/api/v1/series"),
+    ("POST", "/loki/api/v1/series"),
+    ("GET", "/loki/api/v1/index/stats"),
+    ("POST", "/loki/api/v1/index/stats"),
+    ("GET", "/loki/api/v1/tail"),
+    ("POST", "/loki/api/v1/push"),
+    ("GET", "/ready"),
+    ("GET", "/loki/api/v1/status/buildinfo"),
+];
+
 struct Inner {
     ring: Arc<Ring>,
     selflog: SelfLog,
