@@ -32,6 +32,13 @@
 //!   every stream);
 //! - LogQL that ringtail does not implement (parsers such as `| json`,
 //!   other functions) is refused with an error that says what is supported.
+//!
+//! Why not a crate: of the LogQL parsers on crates.io, `logql` has not been
+//! released since 2022, and `logql-parser` (0.1, young, one maintainer)
+//! parses the whole language, which ringtail would then have to refuse
+//! piece by piece, and reports positions without what was expected. The
+//! subset is small enough that a recursive-descent parser with ringtail's
+//! own messages is less code than the glue.
 
 use std::fmt;
 
