@@ -171,21 +171,13 @@ fn append(ring: &Ring, source: &str, flags: Flags, lines: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_in_headless_chromium() {
-    if let Err(why) = ensure_browser() {
-        if std::env::var_os("CI").is_some() {
-            panic!("the browser test must run in CI: {why}");
-        }
-        eprintln!("SKIPPED dashboard_in_headless_chromium: {why}");
-        return;
-    }
-
-    // The server: HTTP API, Loki API and dashboard on one port, as the
-    // daemon serves them.
-    let ring = Arc::new(Ring::open(&RingConfig::new(100_000)).unwrap());
-    let selflog = SelfLog::new(ring.clone()).unwrap();
-    let shutdown = CancellationToken::new();
+/// Serves the HTTP API, the Loki API and the dashboard on one port, as the
+/// daemon does; returns the address.
+async fn start_server(
+    ring: &Arc<Ring>,
+    selflog: &SelfLog,
+    shutdown: &CancellationToken,
+) -> std::net::SocketAddr {
     let state = HttpState::new(
         ring.clone(),
         selflog.clone(),
@@ -202,56 +194,12 @@ async fn dashboard_in_headless_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(http::serve(listener, app, shutdown.clone()));
-    selflog.info("ringtail started (browser test)");
-    let out = Flags::default()
-        .with_stream(Some(Stream::Stdout))
-        .with_level(Some(6));
-    let err = Flags::default()
-        .with_stream(Some(Stream::Stderr))
-        .with_level(Some(3));
-    let warn = Flags::default()
-        .with_stream(Some(Stream::Stderr))
-        .with_level(Some(4));
-    let paths = ["/", "/login", "/api/items", "/static/app.css", "/health"];
-    append(
-        &ring,
-        "web.out",
-        out,
-        &(0..300)
-            .map(|i| format!("GET {} 200 {}ms", paths[i % paths.len()], 3 + i % 40))
-            .collect::<Vec<_>>(),
-    );
-    append(
-        &ring,
-        "db",
-        warn,
-        &(0..80)
-            .map(|i| format!("slow query on table orders: {}.{}s", 1 + i % 3, i % 10))
-            .collect::<Vec<_>>(),
-    );
-    append(
-        &ring,
-        "onboot.001-dhcpcd.out",
-        out,
-        &(0..40)
-            .map(|i| {
-                format!(
-                    "dhcpcd[412]: eth0: leased 10.0.2.{} for 86400 seconds",
-                    15 + i
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    append(
-        &ring,
-        "worker",
-        err,
-        &(0..25)
-            .map(|i| format!("job {i} failed: connection refused (retrying in 5s)"))
-            .collect::<Vec<_>>(),
-    );
+    addr
+}
 
-    // The browser.
+/// Starts chromedriver and a headless Chromium session with a fresh
+/// profile (kept alive by the returned guards).
+async fn start_browser() -> (Driver, Session, tempfile::TempDir, reqwest::Client) {
     let port = free_port();
     let driver = Driver {
         child: Command::new("chromedriver")
@@ -307,11 +255,84 @@ async fn dashboard_in_headless_chromium() {
         .as_str()
         .unwrap_or_else(|| panic!("no session: {r}"))
         .to_string();
-    let s = Session {
+    let session = Session {
         http: http.clone(),
         url: format!("{}/session/{id}", driver.base),
     };
+    (driver, session, profile, http)
+}
 
+/// `Ok(true)` to run, `Ok(false)` to skip (said why), panics in CI.
+fn browser_or_skip(test: &str) -> bool {
+    match ensure_browser() {
+        Ok(()) => true,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+        Err(why) => panic!("the browser test must run in CI: {why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    if !browser_or_skip("dashboard_in_headless_chromium") {
+        return;
+    }
+    let ring = Arc::new(Ring::open(&RingConfig::new(100_000)).unwrap());
+    let selflog = SelfLog::new(ring.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let addr = start_server(&ring, &selflog, &shutdown).await;
+    selflog.info("ringtail started (browser test)");
+    let out = Flags::default()
+        .with_stream(Some(Stream::Stdout))
+        .with_level(Some(6));
+    let err = Flags::default()
+        .with_stream(Some(Stream::Stderr))
+        .with_level(Some(3));
+    let warn = Flags::default()
+        .with_stream(Some(Stream::Stderr))
+        .with_level(Some(4));
+    let paths = ["/", "/login", "/api/items", "/static/app.css", "/health"];
+    append(
+        &ring,
+        "web.out",
+        out,
+        &(0..300)
+            .map(|i| format!("GET {} 200 {}ms", paths[i % paths.len()], 3 + i % 40))
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "db",
+        warn,
+        &(0..80)
+            .map(|i| format!("slow query on table orders: {}.{}s", 1 + i % 3, i % 10))
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "onboot.001-dhcpcd.out",
+        out,
+        &(0..40)
+            .map(|i| {
+                format!(
+                    "dhcpcd[412]: eth0: leased 10.0.2.{} for 86400 seconds",
+                    15 + i
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    append(
+        &ring,
+        "worker",
+        err,
+        &(0..25)
+            .map(|i| format!("job {i} failed: connection refused (retrying in 5s)"))
+            .collect::<Vec<_>>(),
+    );
+
+    let (_driver, s, _profile, http) = start_browser().await;
     s.cmd(
         reqwest::Method::POST,
         "/url",
@@ -434,5 +455,84 @@ async fn dashboard_in_headless_chromium() {
     eprintln!("screenshot: {}", shot.display());
 
     s.cmd(reqwest::Method::DELETE, "", None).await;
+    shutdown.cancel();
+}
+
+/// On a full ring of 1M 100-byte lines the page still comes up at once:
+/// prints how long the first lines, the source list, the chart and a live
+/// entry take (each must take under 5 s; typically well under one).
+/// Run: `cargo test --release --test dashboard_browser -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fills a 1M-entry ring; a performance check, run on demand"]
+async fn dashboard_on_a_full_ring() {
+    if !browser_or_skip("dashboard_on_a_full_ring") {
+        return;
+    }
+    let ring = Arc::new(Ring::open(&RingConfig::new(1_000_000)).unwrap());
+    let selflog = SelfLog::new(ring.clone()).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| ring.origin(Origin::new(format!("svc-{i}.out"))).unwrap())
+        .collect();
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
+    for round in 0..1000u64 {
+        for h in &handles {
+            buf.clear();
+            spans.clear();
+            for j in 0..125u64 {
+                let mut line =
+                    format!("GET /api/items/{} 200 {}ms", round * 125 + j, j % 40).into_bytes();
+                line.resize(100, b' ');
+                spans.push(ringtail::ring::Span {
+                    start: buf.len() as u32,
+                    len: 100,
+                    flags: Flags::default().with_stream(Some(Stream::Stdout)),
+                });
+                buf.extend_from_slice(&line);
+            }
+            ring.append_batch(h, &buf, &spans).unwrap();
+        }
+    }
+    assert!(ring.stats().retained >= 999_000);
+    let shutdown = CancellationToken::new();
+    let addr = start_server(&ring, &selflog, &shutdown).await;
+    let (_driver, s, _profile, _http) = start_browser().await;
+    let t0 = Instant::now();
+    s.cmd(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
+    let mut timings = Vec::new();
+    for (what, script) in [
+        ("first 200 lines", "return window.ringtail.lines() >= 200"),
+        (
+            "source list",
+            "return document.querySelectorAll('#sources li[data-source]').length >= 8",
+        ),
+        ("chart", "return window.ringtail.bars() > 0"),
+    ] {
+        s.wait_for(what, script).await;
+        timings.push((what, t0.elapsed()));
+    }
+    let t1 = Instant::now();
+    let h = ring.origin(Origin::new("marker")).unwrap();
+    ring.append(&h, Flags::default(), b"the newest entry");
+    s.wait_for(
+        "a live entry",
+        "return [...document.querySelectorAll('#log .line .msg')].some(e => e.textContent === 'the newest entry')",
+    )
+    .await;
+    timings.push(("live entry after append", t1.elapsed()));
+    for (what, t) in &timings {
+        eprintln!("{what}: {t:?}");
+        assert!(*t < Duration::from_secs(5), "{what} took {t:?}");
+    }
+    let lines = s
+        .script("return document.querySelectorAll('#log .line').length")
+        .await;
+    assert!(lines.as_u64().unwrap() <= 2000);
+    s.screenshot("dashboard-full-ring.png").await;
     shutdown.cancel();
 }
