@@ -18,10 +18,18 @@ use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig, Span};
 
 const MSG_LEN: usize = 100;
 const BATCH: usize = 256;
-const RING_LINES: u64 = 1_000_000;
+/// The ring size: `RING_BENCH_LINES`, default 1M (far bigger than the CPU
+/// caches, so appends run at memory bandwidth); memlogd's default of 5000
+/// lines fits in cache.
+fn ring_lines() -> u64 {
+    std::env::var("RING_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 
 fn ring() -> Ring {
-    Ring::open(&RingConfig::new(RING_LINES)).unwrap()
+    Ring::open(&RingConfig::new(ring_lines())).unwrap()
 }
 
 /// A buffer of BATCH messages of MSG_LEN bytes whose first 8 bytes repeat
@@ -88,7 +96,7 @@ fn append_batched(ring: &Ring, entries: u64) -> (f64, f64) {
 /// one-time cost of a new ring, not of appending.
 fn warm_ring() -> Ring {
     let r = ring();
-    append_batched(&r, RING_LINES + RING_LINES / 2);
+    append_batched(&r, ring_lines() + ring_lines() / 2);
     r
 }
 
@@ -136,18 +144,20 @@ fn bench_append() {
                     .collect();
                 hs.into_iter().map(|h| h.join().unwrap()).sum::<f64>() / 2.0
             });
-            (start.elapsed().as_nanos() as f64 / n as f64, cpu / 2.0)
+            // `cpu` is already total CPU / total entries (the mean of the
+            // two threads' per-entry CPU over equal halves).
+            (start.elapsed().as_nanos() as f64 / n as f64, cpu)
         })
         .collect();
     println!(
-        "append, 2 producers together, batches of {BATCH}: {:.1} ns/entry overall wall, {:.1} ns/entry CPU per core",
+        "append, 2 producers together, batches of {BATCH}: {:.1} ns/entry overall wall, {:.1} ns CPU per entry (both cores)",
         median(two.iter().map(|x| x.0).collect()),
         median(two.iter().map(|x| x.1).collect())
     );
 }
 
 fn bench_snapshot() {
-    let results: Vec<(f64, u64, u64)> = (0..runs())
+    let results: Vec<(f64, u64, u64, f64)> = (0..runs())
         .map(|_| {
             let r = warm_ring();
             let stop = AtomicBool::new(false);
@@ -161,7 +171,7 @@ fn bench_snapshot() {
                 });
                 let mut batch = ReadBatch::new();
                 let (mut read, mut torn, mut missed) = (0u64, 0u64, 0u64);
-                let start = Instant::now();
+                let (start, cpu) = (Instant::now(), thread_cpu());
                 for _ in 0..3 {
                     let mut c = r.snapshot().cursor(All);
                     while c.read(&mut batch, 4096) == ReadStatus::More {
@@ -177,16 +187,18 @@ fn bench_snapshot() {
                     }
                 }
                 let rate = read as f64 / start.elapsed().as_secs_f64();
+                let cpu_rate = read as f64 / (thread_cpu() - cpu).as_secs_f64();
                 stop.store(true, Ordering::Relaxed);
-                (rate, torn, missed)
+                (rate, torn, missed, cpu_rate)
             })
         })
         .collect();
     let torn: u64 = results.iter().map(|r| r.1).sum();
     let missed: u64 = results.iter().map(|r| r.2).sum();
     println!(
-        "snapshot read of a 1M ring while a writer runs at full speed: {:.1} M entries/s, torn {torn}, evicted under the reader {missed}",
-        median(results.iter().map(|r| r.0).collect()) / 1e6
+        "snapshot read of the whole ring while a writer runs at full speed: {:.1} M entries/s wall, {:.1} M/s of reader CPU, torn {torn}, evicted under the reader {missed}",
+        median(results.iter().map(|r| r.0).collect()) / 1e6,
+        median(results.iter().map(|r| r.3).collect()) / 1e6
     );
 }
 
@@ -196,7 +208,7 @@ fn follower_copy_rate() -> f64 {
     let r = warm_ring();
     let mut batch = ReadBatch::new();
     let mut c = r.snapshot().cursor(All);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), thread_cpu());
     let mut n = 0u64;
     while c.read(&mut batch, 4096) == ReadStatus::More {
         n += batch
@@ -204,6 +216,12 @@ fn follower_copy_rate() -> f64 {
             .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
             .count() as u64;
     }
+    let cpu = (thread_cpu() - cpu).as_secs_f64();
+    println!(
+        "  copy pass: {:.1} M entries/s wall, {:.1} M entries/s of reader CPU",
+        n as f64 / start.elapsed().as_secs_f64() / 1e6,
+        n as f64 / cpu / 1e6
+    );
     n as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -292,6 +310,7 @@ fn bench_follow() {
 }
 
 fn main() {
+    println!("ring of {} lines, {MSG_LEN}-byte messages", ring_lines());
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -535,13 +535,14 @@ pub(crate) fn meta_origin(meta: u64) -> OriginId {
 /// the last word zero-padded.
 pub(crate) fn copy_words_in(words: &[AtomicU64], at: usize, bytes: &[u8]) {
     let (chunks, tail) = bytes.as_chunks::<8>();
-    for (i, c) in chunks.iter().enumerate() {
-        words[at + i].store(u64::from_le_bytes(*c), Ordering::Relaxed);
+    let dst = &words[at..at + bytes.len().div_ceil(8)];
+    for (w, c) in dst.iter().zip(chunks) {
+        w.store(u64::from_le_bytes(*c), Ordering::Relaxed);
     }
     if !tail.is_empty() {
         let mut last = [0u8; 8];
         last[..tail.len()].copy_from_slice(tail);
-        words[at + chunks.len()].store(u64::from_le_bytes(last), Ordering::Relaxed);
+        dst[chunks.len()].store(u64::from_le_bytes(last), Ordering::Relaxed);
     }
 }
 

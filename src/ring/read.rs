@@ -32,13 +32,23 @@ pub trait Select {
     fn entry(&self, _entry: &EntryRef<'_>) -> bool {
         true
     }
+
+    /// Whether [`entry`](Self::entry) can ever say no; `false` lets readers
+    /// skip the per-entry pass altogether.
+    fn filters_entries(&self) -> bool {
+        true
+    }
 }
 
 /// Selects every entry.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct All;
 
-impl Select for All {}
+impl Select for All {
+    fn filters_entries(&self) -> bool {
+        false
+    }
+}
 
 impl<S: Select + ?Sized> Select for &S {
     fn origin(&self, origin: &Origin) -> bool {
@@ -46,6 +56,9 @@ impl<S: Select + ?Sized> Select for &S {
     }
     fn entry(&self, entry: &EntryRef<'_>) -> bool {
         (**self).entry(entry)
+    }
+    fn filters_entries(&self) -> bool {
+        (**self).filters_entries()
     }
 }
 
@@ -55,6 +68,9 @@ impl<S: Select + ?Sized> Select for Arc<S> {
     }
     fn entry(&self, entry: &EntryRef<'_>) -> bool {
         (**self).entry(entry)
+    }
+    fn filters_entries(&self) -> bool {
+        (**self).filters_entries()
     }
 }
 
@@ -256,6 +272,7 @@ impl<S: Select> Copier<S> {
         let item_base = batch.items.len();
         self.examined.clear();
         let mut last_origin = (u32::MAX, UNRESOLVED);
+        let (mut skipped, mut unresolved) = (0u64, 0u64);
         let slots = ring.geometry.slots as usize;
         let mut slot = (from % ring.geometry.slots) as usize;
         // Data positions of consecutive entries are contiguous, so the
@@ -293,6 +310,11 @@ impl<S: Select> Copier<S> {
                 expect_index -= data_words;
             }
             if index >= UNRESOLVED {
+                if index == SKIPPED {
+                    skipped += 1;
+                } else {
+                    unresolved += 1;
+                }
                 self.examined.push((seq, pos, index));
                 continue;
             }
@@ -328,22 +350,21 @@ impl<S: Select> Copier<S> {
             .iter()
             .position(|&(seq, pos, _)| seq >= valid_seq && pos >= valid_pos)
             .unwrap_or(self.examined.len());
-        let invalid_items = self.examined[..invalid]
-            .iter()
-            .filter(|e| e.2 < UNRESOLVED)
-            .count();
-        batch.items.drain(item_base..item_base + invalid_items);
-        let mut missed = invalid as u64;
-        // Defensive: a valid entry whose origin did not resolve counts as missed.
-        let unresolved_valid = self.examined[invalid..]
-            .iter()
-            .filter(|e| e.2 == UNRESOLVED)
-            .count() as u64;
-        missed += unresolved_valid;
-        batch.filtered += self.examined[invalid..]
-            .iter()
-            .filter(|e| e.2 == SKIPPED)
-            .count() as u64;
+        // Counted over the invalid prefix only (almost always empty): the
+        // totals over all examined entries were kept while copying.
+        let (mut prefix_items, mut prefix_skipped, mut prefix_unresolved) = (0, 0, 0);
+        for e in &self.examined[..invalid] {
+            match e.2 {
+                SKIPPED => prefix_skipped += 1,
+                UNRESOLVED => prefix_unresolved += 1,
+                _ => prefix_items += 1,
+            }
+        }
+        batch.items.drain(item_base..item_base + prefix_items);
+        // Defensive: a valid entry whose origin did not resolve counts as
+        // missed (see `UNRESOLVED`).
+        let missed = invalid as u64 + (unresolved - prefix_unresolved);
+        batch.filtered += skipped - prefix_skipped;
         self.filter_entries(batch, item_base);
         batch.push_gap(item_base, from, missed);
         if invalid == self.examined.len() {
@@ -355,6 +376,9 @@ impl<S: Select> Copier<S> {
 
     /// Drops entries from `item_base` on that the entry filter turns down.
     fn filter_entries(&self, batch: &mut ReadBatch, item_base: usize) {
+        if !self.select.filters_entries() {
+            return;
+        }
         let mut keep = item_base;
         for i in item_base..batch.items.len() {
             let item = batch.items[i];
