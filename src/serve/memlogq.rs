@@ -723,7 +723,7 @@ fn batch_size(ring: &Ring) -> usize {
 
 /// The first seq of the last `n` entries at or after `floor` that pass
 /// `filter` (or `floor` when there are fewer).
-fn tail_start(snap: &Snapshot<'_>, filter: &Filter, n: u64, floor: u64) -> u64 {
+pub(crate) fn tail_start(snap: &Snapshot<'_>, filter: &Filter, n: u64, floor: u64) -> u64 {
     if n == 0 {
         return snap.end();
     }

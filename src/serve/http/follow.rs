@@ -142,7 +142,7 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             };
             seq = seq.max(since_start(&snap, &q.filter, seq));
             if let Some(n) = q.tail {
-                seq = seq.max(tail_start(&snap, &q.filter, n, seq));
+                seq = seq.max(crate::serve::memlogq::tail_start(&snap, &q.filter, n, seq));
             }
             Start { seq, reset: None }
         }
@@ -206,36 +206,6 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
 /// The first seq at or after `since` (or `seq` when the filter has none).
 fn since_start(snap: &Snapshot<'_>, filter: &Filter, seq: u64) -> u64 {
     filter.since_ns().map_or(seq, |since| snap.seek_time(since))
-}
-
-/// The first seq of the last `n` entries at or after `floor` that pass
-/// `filter` (or `floor` when there are fewer).
-fn tail_start(snap: &Snapshot<'_>, filter: &Filter, n: u64, floor: u64) -> u64 {
-    if n == 0 {
-        return snap.end();
-    }
-    let mut rev = snap.rev(filter);
-    let mut batch = ReadBatch::new();
-    let mut seen = 0;
-    loop {
-        if rev.read(&mut batch, 4096) == ReadStatus::End {
-            return floor;
-        }
-        for item in batch.iter() {
-            if let Read::Entry(e) = item {
-                if e.seq < floor {
-                    return floor;
-                }
-                seen += 1;
-                if seen == n {
-                    return e.seq;
-                }
-            }
-        }
-        if rev.position() <= floor {
-            return floor;
-        }
-    }
 }
 
 /// A gap this short between the position and the next range is read
