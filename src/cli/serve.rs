@@ -202,9 +202,8 @@ pub fn relaunch_command_line(argv: Vec<OsString>) -> Vec<OsString> {
             tokens.next();
             continue;
         }
-        let with_equals = |f: &&str| {
-            bytes.starts_with(f.as_bytes()) && bytes.get(f.len()) == Some(&b'=')
-        };
+        let with_equals =
+            |f: &&str| bytes.starts_with(f.as_bytes()) && bytes.get(f.len()) == Some(&b'=');
         if WITH_VALUE.iter().any(with_equals) {
             continue;
         }
@@ -494,31 +493,22 @@ mod tests {
 
     #[test]
     fn daemonize_starts_the_same_daemon_with_the_sockets_handed_over() {
-        let cases: &[(&[&str], bool)] = &[
+        let cases = [
             (
-                &[
-                    "ringtail", "serve", "--socket-log", "/a", "--socket-query=/b", "--daemonize",
-                    "--max-lines", "100", "--echo",
-                ],
+                "ringtail serve --socket-log /a --socket-query=/b --daemonize --max-lines 100 --echo",
                 false,
             ),
             (
-                &[
-                    "/sbin/memlogd", "-daemonize", "-fd-log", "3", "-fd-query=4", "-max-lines",
-                    "100", "--echo",
-                ],
+                "/sbin/memlogd -daemonize -fd-log 3 -fd-query=4 -max-lines 100 --echo",
                 true,
             ),
             (
-                &[
-                    "/usr/bin/ringtail", "-socket-log", "/a", "-daemonize=true", "-max-lines=100",
-                    "--echo", "--memlogd-paths",
-                ],
+                "/usr/bin/ringtail -socket-log /a -daemonize=true -max-lines=100 --echo",
                 false,
             ),
         ];
         for (argv, as_memlogd) in cases {
-            let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+            let argv: Vec<OsString> = argv.split_whitespace().map(OsString::from).collect();
             assert!(parse_argv(&argv).daemonize);
             let mut child = relaunch_command_line(argv.clone());
             assert_eq!(child[0], argv[0], "the program name is kept");

@@ -4,22 +4,35 @@
 //!
 //! What it promises:
 //! - **HTTP** ([`crate::serve::http`]) on its own TCP listener, bound with
-//!   the sockets (before any fork). On the default address a port already
+//!   the sockets (before daemonizing). On the default address a port already
 //!   taken only turns HTTP off, with a warning; an address given with
 //!   `--http` that cannot be bound stops the start with an error.
 //! - **Sockets.** The ingest socket (unix datagram) and the query socket
 //!   (unix stream) come from, in this order: an inherited fd
 //!   (`--fd-log`/`--fd-query`), systemd socket activation (`LISTEN_FDS`;
 //!   the datagram socket is the ingest socket, the stream socket the query
-//!   socket), or a path. A path is bound only after checking that nothing
+//!   socket), or a path. An inherited fd is taken over without `unsafe`
+//!   (see `adopt_fd`): each number once, after checking that it is open and
+//!   a socket of the right kind. A path is bound only after checking that nothing
 //!   listens on it: a stale socket file left by a dead daemon is replaced,
 //!   a live one is refused with an error that says what to do. Sockets it
 //!   creates get `socket_mode` (0660 by default, because the query socket
 //!   hands out every log on the host) from the moment they exist.
-//! - **Daemonizing** (`-daemonize`, as memlogd): the sockets are bound
-//!   first, in the foreground, so that errors reach the caller; then the
-//!   process forks, and the parent exits 0 only once the child reports
-//!   that it serves (or 1 if the child died first).
+//! - **Daemonizing** (`-daemonize`, as memlogd): the sockets and the HTTP
+//!   listener are bound first, in the foreground, so that errors reach the
+//!   caller. Then ringtail starts itself again in the background (as
+//!   memlogd does), with the same command line except that the bound
+//!   sockets are handed over as inherited fds (`--fd-log`, `--fd-query`, and
+//!   the hidden flags of [`Handover`]: the HTTP listener, a readiness pipe,
+//!   the socket files to remove at shutdown). The caller's process exits 0
+//!   only once the background daemon reports that it serves, or 1 with its
+//!   exit status if it died first. It re-executes rather than forks because
+//!   `fork` is `unsafe` in Rust (a child of a multi-threaded process may
+//!   only run async-signal-safe code), while a fresh process image is sound
+//!   whatever threads existed before, and needs no `unsafe`. The background
+//!   daemon runs in a session of its own with stdin on /dev/null; until it
+//!   serves, its errors go to the caller's stderr, then stderr is /dev/null
+//!   too, and so is stdout unless `--echo` prints there.
 //! - **Self log.** Start (with the configuration and paths), stop, and a
 //!   ring file's recovery are entries with source `ringtail`.
 //! - **Echo** (`--echo`): every entry is printed to stdout as memlogd does,
@@ -29,15 +42,20 @@
 //!   what it has read, remove the socket files it created (never inherited
 //!   ones), write the stop entry, flush a ring file, return `Ok`.
 
+use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 use nix::sys::stat::Mode;
 use tokio_util::sync::CancellationToken;
@@ -80,12 +98,63 @@ pub struct DaemonConfig {
     pub echo: bool,
     /// The HTTP API (`--http` and its companions); `None` is off.
     pub http: Option<http::ListenConfig>,
-    /// Fork into the background once the sockets are bound.
+    /// Go to the background once the sockets are bound (see the module
+    /// docs): start [`DaemonConfig::relaunch`] with the sockets handed over.
     pub daemonize: bool,
+    /// The command line (program name first) that starts this same daemon
+    /// again, without the flags that choose the sockets, daemonize, or hand
+    /// sockets over: `daemonize` adds those of [`background_args`]. The
+    /// command line module builds it from the program's own; unused
+    /// without `daemonize`.
+    pub relaunch: Vec<OsString>,
+    /// Set in the background daemon that `daemonize` started: what its
+    /// parent handed over besides the two sockets.
+    pub handover: Option<Handover>,
     /// The flag names that set the two sockets, for error messages
     /// (`--socket-log`, or `-socket-log` when invoked as memlogd).
     pub log_flag: String,
     pub query_flag: String,
+}
+
+/// What the parent of `-daemonize` hands the background daemon, besides
+/// the two sockets (`--fd-log`, `--fd-query`): fds it inherits and the
+/// socket files it is to remove. Passed on its command line with hidden
+/// flags (see [`background_args`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handover {
+    /// Write end of the readiness pipe: one byte written once serving
+    /// (`--ready-fd`).
+    pub ready_fd: RawFd,
+    /// The HTTP listener the parent bound (`--fd-http`); `None` when it
+    /// bound none (HTTP off, or its default address taken).
+    pub http_fd: Option<RawFd>,
+    /// Socket files the parent created: the background daemon received
+    /// them as fds but removes them at shutdown (`--owned-socket`).
+    pub owned_sockets: Vec<PathBuf>,
+}
+
+/// The flags that hand the two bound sockets and `handover` to the
+/// background daemon, appended to [`DaemonConfig::relaunch`].
+pub fn background_args(log_fd: RawFd, query_fd: RawFd, handover: &Handover) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--fd-log".into(),
+        log_fd.to_string().into(),
+        "--fd-query".into(),
+        query_fd.to_string().into(),
+        "--ready-fd".into(),
+        handover.ready_fd.to_string().into(),
+    ];
+    if let Some(fd) = handover.http_fd {
+        args.extend(["--fd-http".into(), fd.to_string().into()]);
+    }
+    for path in &handover.owned_sockets {
+        // One token, `--owned-socket=PATH`, so that no path (one starting
+        // with a dash, say) can be read as a flag.
+        let mut arg = OsString::from("--owned-socket=");
+        arg.push(path);
+        args.push(arg);
+    }
+    args
 }
 
 /// Why the daemon could not start or had to stop.
@@ -111,13 +180,32 @@ struct Bound {
     created: Vec<PathBuf>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Call it before any thread
-/// exists (from `main`): it may fork, and it changes the umask while it
-/// binds.
+/// Runs the daemon until SIGTERM or SIGINT; with `daemonize`, returns
+/// `Ok` as soon as the background daemon serves. Call it before any thread
+/// exists (from `main`): it changes the umask while it binds, and the
+/// environment when it takes systemd's sockets.
 pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
-    let bound = bind_sockets(&config)?;
+    let mut fds = FdTaker::default();
+    let ready = match &config.handover {
+        Some(handover) => {
+            // The background daemon of `-daemonize`: a session of its own,
+            // so no controlling terminal, and no SIGHUP or SIGINT from the
+            // shell that started its parent. (setsid fails only in a
+            // process group leader, which a spawned child is not.)
+            let _ = nix::unistd::setsid();
+            Some(fds.adopt(handover.ready_fd, "--ready-fd")?)
+        }
+        None => None,
+    };
+    let bound = bind_sockets(&config, &mut fds)?;
     let created = bound.created.clone();
-    let result = bind_http(&config).and_then(|http| run_bound(config, bound, http));
+    let result = bind_http(&config, &mut fds).and_then(|http| {
+        if config.daemonize {
+            relaunch(&config, bound, http)
+        } else {
+            run_bound(config, bound, http, ready)
+        }
+    });
     if result.is_err() {
         // Whatever went wrong after binding, leave no socket file behind
         // (at a normal stop `serve` has removed them already).
@@ -126,8 +214,8 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     result
 }
 
-/// The HTTP listener, bound (like the unix sockets) before any fork so that
-/// errors reach the caller. A taken default address is not fatal: the
+/// The HTTP listener, bound (like the unix sockets) before daemonizing so
+/// that errors reach the caller. A taken default address is not fatal: the
 /// daemon runs without HTTP and says so (the warning is returned, to be
 /// printed once the daemon listens).
 struct HttpBound {
@@ -135,13 +223,32 @@ struct HttpBound {
     warning: Option<String>,
 }
 
-fn bind_http(config: &DaemonConfig) -> Result<HttpBound, DaemonError> {
+fn bind_http(config: &DaemonConfig, fds: &mut FdTaker) -> Result<HttpBound, DaemonError> {
+    let handed = match config.handover.as_ref().and_then(|h| h.http_fd) {
+        Some(n) => Some((fds.adopt(n, "--fd-http")?, n)),
+        None => None,
+    };
     let Some(h) = &config.http else {
         return Ok(HttpBound {
             listener: None,
             warning: None,
         });
     };
+    if let Some((fd, n)) = handed {
+        // The listener the parent of `-daemonize` bound: same address,
+        // even for port 0.
+        check_socket(&fd, SockType::Stream, n, "the HTTP listener")?;
+        let listener = std::net::TcpListener::from(fd);
+        if let Err(e) = listener.local_addr() {
+            return Err(DaemonError::Socket(format!(
+                "--fd-http {n}: fd {n} is not a TCP listener ({e})"
+            )));
+        }
+        return Ok(HttpBound {
+            listener: Some(listener),
+            warning: None,
+        });
+    }
     match std::net::TcpListener::bind(h.addr) {
         Ok(listener) => Ok(HttpBound {
             listener: Some(listener),
@@ -170,17 +277,17 @@ fn bind_http(config: &DaemonConfig) -> Result<HttpBound, DaemonError> {
     }
 }
 
-fn run_bound(config: DaemonConfig, bound: Bound, http: HttpBound) -> Result<(), DaemonError> {
+fn run_bound(
+    config: DaemonConfig,
+    bound: Bound,
+    http: HttpBound,
+    ready: Option<OwnedFd>,
+) -> Result<(), DaemonError> {
     match fdpass::raise_fd_limit() {
         Ok(_) => {}
         Err(e) => eprintln!("ringtail: warning: cannot raise the open-file limit ({e}); fewer sources can be read at once"),
     }
     let ring = Arc::new(Ring::open(&config.ring)?);
-    let ready = if config.daemonize {
-        Some(daemonize()?)
-    } else {
-        None
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ringtail")
@@ -420,9 +527,9 @@ fn start_summary(
 // ----------------------------------------------------------------------
 // sockets
 
-fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
+fn bind_sockets(config: &DaemonConfig, fds: &mut FdTaker) -> Result<Bound, DaemonError> {
     let mut activated = if config.systemd_activation {
-        take_activated_sockets()?
+        take_activated_sockets(fds)?
     } else {
         Activated::default()
     };
@@ -459,9 +566,9 @@ fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
 
     let (log, log_name) = match (&config.log_socket, activated.datagram.take()) {
         (SocketSpec::Fd(n), _) => {
-            let fd = adopt_fd(*n, &config.log_flag.replace("socket", "fd"))?;
+            let fd = fds.adopt(*n, &config.log_flag.replace("socket", "fd"))?;
             check_socket(&fd, SockType::Datagram, *n, "the ingest socket")?;
-            let name = socket_name(&fd, &format!("fd {n}"));
+            let name = inherited_name(&fd, *n, config);
             (UnixDatagram::from(fd), name)
         }
         (SocketSpec::Path(_), Some((fd, n))) => {
@@ -479,9 +586,9 @@ fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
     };
     let (query, query_name) = match (&config.query_socket, activated.stream.take()) {
         (SocketSpec::Fd(n), _) => {
-            let fd = adopt_fd(*n, &config.query_flag.replace("socket", "fd"))?;
+            let fd = fds.adopt(*n, &config.query_flag.replace("socket", "fd"))?;
             check_socket(&fd, SockType::Stream, *n, "the query socket")?;
-            let name = socket_name(&fd, &format!("fd {n}"));
+            let name = inherited_name(&fd, *n, config);
             (UnixListener::from(fd), name)
         }
         (SocketSpec::Path(_), Some((fd, n))) => {
@@ -508,6 +615,10 @@ fn bind_sockets(config: &DaemonConfig) -> Result<Bound, DaemonError> {
             (sock, path.display().to_string())
         }
     };
+    if let Some(handover) = &config.handover {
+        // Files the parent of `-daemonize` created for these sockets.
+        created.extend(handover.owned_sockets.iter().cloned());
+    }
     Ok(Bound {
         log,
         query,
@@ -660,31 +771,117 @@ fn socket_name(fd: &OwnedFd, fallback: &str) -> String {
     }
 }
 
-/// Takes ownership of an fd this process inherited and was told about by
-/// number (a command-line flag or `LISTEN_FDS`).
+/// The name of a socket inherited by number, for messages: its path and
+/// fd number; only the path for one the parent of `-daemonize` bound, as
+/// that one named it.
+fn inherited_name(fd: &OwnedFd, n: RawFd, config: &DaemonConfig) -> String {
+    let owned = config.handover.as_ref().map(|h| &h.owned_sockets[..]);
+    let path = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd.as_raw_fd())
+        .ok()
+        .and_then(|addr| addr.path().map(Path::to_path_buf));
+    match (path, owned) {
+        (Some(path), Some(owned)) if owned.contains(&path) => path.display().to_string(),
+        _ => socket_name(fd, &format!("fd {n}")),
+    }
+}
+
+/// Takes over fds this process inherited and was told about by number
+/// (flags, `LISTEN_FDS`), each number at most once: taking one closes the
+/// number, which may then be reused by an fd of ringtail's own.
+#[derive(Default)]
+struct FdTaker {
+    /// The numbers taken so far, with the flag that named each.
+    taken: Vec<(RawFd, String)>,
+}
+
+impl FdTaker {
+    fn adopt(&mut self, n: RawFd, flag: &str) -> Result<OwnedFd, DaemonError> {
+        if let Some((_, by)) = self.taken.iter().find(|(t, _)| *t == n) {
+            return Err(DaemonError::Socket(format!(
+                "{flag} {n}: fd {n} is already taken as {by}; name each inherited socket once"
+            )));
+        }
+        let fd = adopt_fd(n, flag)?;
+        self.taken.push((n, flag.to_string()));
+        Ok(fd)
+    }
+}
+
+/// Takes ownership of fd `n`, which this process inherited and was told
+/// about by number: returns it as an `OwnedFd` (close-on-exec) and closes
+/// the number itself. Only [`FdTaker::adopt`] calls it.
 fn adopt_fd(n: RawFd, flag: &str) -> Result<OwnedFd, DaemonError> {
     if n <= 2 {
         return Err(DaemonError::Socket(format!(
             "{flag} {n} names stdin, stdout or stderr; pass the fd number of an inherited socket"
         )));
     }
-    if let Err(e) = nix::fcntl::fcntl(n, nix::fcntl::FcntlArg::F_GETFD) {
+    if let Err(e) = nix::fcntl::fcntl(n, FcntlArg::F_GETFD) {
         return Err(DaemonError::Socket(format!(
             "{flag} {n}: fd {n} is not open ({e}); the process that starts ringtail must pass the socket as fd {n}"
         )));
     }
-    // SAFETY: fd `n` is open (F_GETFD just succeeded) and nothing in this
-    // process owns it: it was inherited across exec, and the command line
-    // (or LISTEN_FDS) names it precisely so that ringtail takes it over.
-    // Each number is adopted once: the callers reject the same number for
-    // both sockets, and systemd's fds are taken out of the environment.
-    let fd = unsafe { OwnedFd::from_raw_fd(n) };
-    // Keep it from leaking into anything ringtail might start.
-    let _ = nix::fcntl::fcntl(
-        fd.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    let fd = duplicate_fd(n).map_err(|e| {
+        DaemonError::Socket(format!(
+            "{flag} {n}: cannot take over fd {n}: {e}; bind the sockets by path instead \
+             (--socket-log and --socket-query)"
+        ))
+    })?;
+    // The duplicate is ours now. The number itself is closed, so that the
+    // socket is not held twice nor leaks into anything ringtail starts.
+    // Closing by number is right here: fd `n` is open (F_GETFD), it was
+    // inherited and named precisely so that ringtail takes it over, so
+    // nothing else in this process owns it; and `FdTaker` never takes a
+    // number twice, so a number closed here and since reused by an fd of
+    // ringtail's own is never closed again. A failing close (EINTR or EIO:
+    // Linux frees the number anyway) changes nothing for us.
+    let _ = nix::unistd::close(n);
     Ok(fd)
+}
+
+/// A duplicate of fd `n`, as an `OwnedFd` (close-on-exec), without
+/// `unsafe`: the fd is sent to this process itself over a socket pair
+/// with SCM_RIGHTS; the kernel checks the number and installs a new fd for
+/// the same open file, which rustix hands over as owned.
+///
+/// Not `pidfd_getfd(2)`, which would do the same in one call: it needs
+/// Linux 5.6, and seccomp profiles commonly refuse it (Docker's default
+/// one without CAP_SYS_PTRACE). Passing fds over a unix socket is what
+/// ringtail's ingest socket is for, so this works wherever ringtail does.
+fn duplicate_fd(n: RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use rustix::net::{
+        AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketFlags,
+        SocketType,
+    };
+    let (tx, rx) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let fds = [n];
+    sendmsg::<UnixAddr>(
+        tx.as_raw_fd(),
+        &[IoSlice::new(b"F")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        &rx,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+    )?;
+    let received = control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    received.ok_or_else(|| io::Error::other("the kernel passed no fd back"))
 }
 
 fn check_socket(fd: &OwnedFd, want: SockType, n: RawFd, what: &str) -> Result<(), DaemonError> {
@@ -719,7 +916,7 @@ struct Activated {
 /// `LISTEN_FDS` of them from fd 3), by kind: one datagram socket (ingest)
 /// and one stream socket (queries). Unsets the variables, as
 /// `sd_listen_fds(1)` does.
-fn take_activated_sockets() -> Result<Activated, DaemonError> {
+fn take_activated_sockets(fds: &mut FdTaker) -> Result<Activated, DaemonError> {
     let mut out = Activated::default();
     let pid = std::env::var("LISTEN_PID").ok();
     let count = std::env::var("LISTEN_FDS").ok();
@@ -739,7 +936,7 @@ fn take_activated_sockets() -> Result<Activated, DaemonError> {
     })?;
     const SD_LISTEN_FDS_START: RawFd = 3;
     for n in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count {
-        let fd = adopt_fd(n, "LISTEN_FDS")?;
+        let fd = fds.adopt(n, "LISTEN_FDS")?;
         let slot = match getsockopt(&fd, sockopt::SockType) {
             Ok(SockType::Datagram) => &mut out.datagram,
             Ok(SockType::Stream) => &mut out.stream,
@@ -772,56 +969,105 @@ fn to_tokio_listener(sock: UnixListener) -> io::Result<tokio::net::UnixListener>
 }
 
 // ----------------------------------------------------------------------
-// daemonizing and readiness
+// daemonizing (re-executing, not forking: see the module docs) and readiness
 
-/// Forks into the background. Returns, in the child, the pipe end on which
-/// to report readiness; the parent never returns: it waits for that report
-/// and exits 0, or exits 1 when the child died before serving.
-fn daemonize() -> Result<OwnedFd, DaemonError> {
-    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| DaemonError::Start(format!("cannot create a pipe to daemonize: {e}")))?;
-    // SAFETY: `run` calls this before it starts the runtime, and ringtail
-    // starts no thread before that, so this process has one thread: the
-    // child gets a consistent copy of every lock and allocator state, and
-    // may go on running ordinary Rust code (the POSIX async-signal-safe
-    // restriction only applies to children of multi-threaded processes).
-    match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(DaemonError::Start(format!("cannot fork: {e}"))),
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            drop(write_end);
-            let mut byte = [0u8; 1];
-            let mut pipe = fs::File::from(read_end);
-            let ok = loop {
-                match io::Read::read(&mut pipe, &mut byte) {
-                    Ok(1) => break true,
-                    Ok(_) => break false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break false,
-                }
+/// `-daemonize`: starts this program again in the background (see the
+/// module docs) with the sockets handed over, and returns `Ok` once it
+/// serves; an error, with its exit status, if it exits before. The caller
+/// removes the socket files it created when this fails; once it succeeds
+/// they are the background daemon's.
+fn relaunch(config: &DaemonConfig, bound: Bound, http: HttpBound) -> Result<(), DaemonError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        DaemonError::Start(format!("cannot daemonize: {what}: {e}"))
+    };
+    let Some((arg0, args)) = config.relaunch.split_first() else {
+        return Err(DaemonError::Start(
+            "cannot daemonize: no command line to start the background daemon with".to_string(),
+        ));
+    };
+    let exe = std::env::current_exe().map_err(|e| {
+        fail(
+            "cannot find this program's executable (is /proc mounted?)",
+            &e,
+        )
+    })?;
+    let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| fail("cannot create the readiness pipe", &e))?;
+    let handover = Handover {
+        ready_fd: ready_write.as_raw_fd(),
+        http_fd: http.listener.as_ref().map(AsRawFd::as_raw_fd),
+        owned_sockets: bound.created.clone(),
+    };
+    let (log_fd, query_fd) = (bound.log.as_raw_fd(), bound.query.as_raw_fd());
+    // The fds the background daemon inherits, at the same numbers: these
+    // lose close-on-exec (this process starts nothing else, and exits
+    // soon); every other fd of this process keeps it.
+    let mut inherited = vec![log_fd, query_fd, handover.ready_fd];
+    inherited.extend(handover.http_fd);
+    for fd in inherited {
+        nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(|e| fail("cannot pass the sockets on", &e))?;
+    }
+    let mut command = Command::new(&exe);
+    command
+        .arg0(arg0)
+        .args(args)
+        .args(background_args(log_fd, query_fd, &handover))
+        .stdin(Stdio::null())
+        // Errors before it serves reach the caller; it then moves stderr to
+        // /dev/null itself (see `report_ready`).
+        .stderr(Stdio::inherit())
+        .stdout(if config.echo {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    let mut child = command
+        .spawn()
+        .map_err(|e| fail(&format!("cannot start {}", exe.display()), &e))?;
+    // Only the background daemon holds the write end from now on, so that
+    // its exit reads as end-of-file here.
+    drop(ready_write);
+    let mut pipe = fs::File::from(ready_read);
+    let mut byte = [0u8; 1];
+    let outcome = loop {
+        match io::Read::read(&mut pipe, &mut byte) {
+            Ok(n) => break Ok(n == 1),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            let status = match child.wait() {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("exit status unknown: {e}"),
             };
-            if ok {
-                std::process::exit(0);
-            }
-            eprintln!("ringtail: the daemon exited while starting; its error is above");
-            std::process::exit(1);
+            Err(DaemonError::Start(format!(
+                "the background daemon exited before it served ({status}); its error, if it \
+                 printed one, is above"
+            )))
         }
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(read_end);
-            // A session of its own: no controlling terminal, and no
-            // SIGHUP/SIGINT from the shell that started it.
-            let _ = nix::unistd::setsid();
-            if let Ok(null) = fs::File::open("/dev/null") {
-                let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
-            }
-            Ok(write_end)
-        }
+        Err(e) => Err(DaemonError::Start(format!(
+            "cannot tell whether the background daemon (pid {}) serves: reading its readiness \
+             pipe failed: {e}",
+            child.id()
+        ))),
     }
 }
 
-/// Tells whoever waits that the daemon serves: the parent of a
-/// `-daemonize` fork, and systemd (`NOTIFY_SOCKET`, `Type=notify`).
+/// Tells whoever waits that the daemon serves: the process that started
+/// it with `-daemonize`, and systemd (`NOTIFY_SOCKET`, `Type=notify`).
 fn report_ready(ready: Option<OwnedFd>) {
     if let Some(fd) = ready {
+        // The caller of `-daemonize` returns now. stderr goes to /dev/null
+        // first (as memlogd's background daemon's does), so that the daemon
+        // neither writes to a terminal it has left nor keeps open a pipe
+        // that the caller's caller reads to the end.
+        if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
+        }
         let _ = nix::unistd::write(fd.as_fd(), b"R");
     }
     if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
@@ -896,4 +1142,41 @@ fn spawn_echo(
                 cursor.wait_blocking(Duration::from_millis(250));
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn an_fd_named_by_number_is_taken_over_once() {
+        let (ours, peer) = UnixDatagram::pair().unwrap();
+        // Give up ownership, as a socket inherited across exec has none.
+        let n = ours.into_raw_fd();
+        let mut fds = FdTaker::default();
+        let taken = UnixDatagram::from(fds.adopt(n, "--fd-log").unwrap());
+        taken.send(b"hi").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(peer.recv(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"hi");
+        let flags = nix::fcntl::fcntl(taken.as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        assert!(FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+        // The number is closed (and may be reused): never taken again.
+        let e = fds.adopt(n, "--fd-query").unwrap_err().to_string();
+        assert!(e.contains("already taken as --fd-log"), "{e}");
+    }
+
+    #[test]
+    fn fds_that_cannot_be_taken_over_are_refused_with_the_reason() {
+        let mut fds = FdTaker::default();
+        let e = fds.adopt(1, "--fd-log").unwrap_err().to_string();
+        assert!(e.contains("stdin, stdout or stderr"), "{e}");
+        // Above any possible fd number: never open.
+        let e = fds
+            .adopt(2_000_000_000, "--fd-query")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not open"), "{e}");
+    }
 }
