@@ -382,3 +382,28 @@ fn ring_file_reopens_with_entries_seqs_and_origins() {
     let r = Ring::open(&other).unwrap();
     assert_eq!(r.stats().retained, 0);
 }
+
+#[test]
+fn entries_are_never_timed_before_a_wall_clock_read_that_preceded_them() {
+    // Clients ask for `since=<now>` and then expect what is appended next;
+    // the ring's clock must not lag the wall clock for that to hold.
+    let r = ring(64, 64 * 1024);
+    let o = r.origin(Origin::new("a")).unwrap();
+    for _ in 0..50 {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let seq = r.append(&o, Flags::default(), b"x");
+        let mut batch = ReadBatch::new();
+        r.cursor(seq, All).read(&mut batch, 1);
+        let Some(Read::Entry(e)) = batch.iter().next() else {
+            panic!("entry {seq} missing")
+        };
+        assert!(
+            e.time >= before,
+            "entry time {} is before the wall clock read {before}",
+            e.time
+        );
+    }
+}
