@@ -12,12 +12,13 @@
 //!   (`--fd-log`/`--fd-query`), systemd socket activation (`LISTEN_FDS`;
 //!   the datagram socket is the ingest socket, the stream socket the query
 //!   socket), or a path. An inherited fd is taken over without `unsafe`
-//!   (see `adopt_fd`): each number once, after checking that it is open and
-//!   a socket of the right kind. A path is bound only after checking that nothing
-//!   listens on it: a stale socket file left by a dead daemon is replaced,
-//!   a live one is refused with an error that says what to do. Sockets it
-//!   creates get `socket_mode` (0660 by default, because the query socket
-//!   hands out every log on the host) from the moment they exist.
+//!   (see `adopt_fd`): each number once, after checking that it is open
+//!   and a socket of the right kind. A path is bound only after checking
+//!   that nothing listens on it: a stale socket file left by a dead daemon
+//!   is replaced, a live one is refused with an error that says what to
+//!   do. Sockets it creates get `socket_mode` (0660 by default, because
+//!   the query socket hands out every log on the host) from the moment
+//!   they exist.
 //! - **Daemonizing** (`-daemonize`, as memlogd): the sockets and the HTTP
 //!   listener are bound first, in the foreground, so that errors reach the
 //!   caller. Then ringtail starts itself again in the background (as
@@ -39,8 +40,9 @@
 //!   by a follower thread of its own, so a slow stdout never slows writers
 //!   (a follower that falls behind gets a gap line, not back-pressure).
 //! - **Shutdown** on SIGTERM or SIGINT: stop accepting, let ingest store
-//!   what it has read, remove the socket files it created (never inherited
-//!   ones), write the stop entry, flush a ring file, return `Ok`.
+//!   what it has read, remove the socket files it created, or that the
+//!   process which daemonized it created (never other inherited ones),
+//!   write the stop entry, flush a ring file, return `Ok`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -978,11 +980,11 @@ fn to_tokio_listener(sock: UnixListener) -> io::Result<tokio::net::UnixListener>
 /// they are the background daemon's.
 fn relaunch(config: &DaemonConfig, bound: Bound, http: HttpBound) -> Result<(), DaemonError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        DaemonError::Start(format!("cannot daemonize: {what}: {e}"))
+        DaemonError::Start(format!("-daemonize: {what}: {e}"))
     };
     let Some((arg0, args)) = config.relaunch.split_first() else {
         return Err(DaemonError::Start(
-            "cannot daemonize: no command line to start the background daemon with".to_string(),
+            "-daemonize: no command line to start the background daemon with".to_string(),
         ));
     };
     let exe = std::env::current_exe().map_err(|e| {
