@@ -1,8 +1,8 @@
 //! The `ringtail` binary: everything is in the library's [`ringtail::cli`].
 //!
-//! `main` must stay free of threads and of an async runtime: `ringtail
-//! serve -daemonize` forks, which is only sound in a single-threaded
-//! process, and the daemon builds its runtime after the fork.
+//! `main` must stay free of threads: `ringtail serve` changes the umask and
+//! the environment before it builds its runtime (`-daemonize` re-executes the
+//! program rather than forking).
 
 fn main() {
     std::process::exit(ringtail::cli::main_with_args(std::env::args_os().collect()));
