@@ -37,7 +37,8 @@ impl SelfLog {
     /// Appends one event; returns its seq.
     pub fn log(&self, level: Level, msg: impl AsRef<str>) -> u64 {
         let flags = Flags::default().with_level(Some(level as u8));
-        self.ring.append(&self.origin, flags, msg.as_ref().as_bytes())
+        self.ring
+            .append(&self.origin, flags, msg.as_ref().as_bytes())
     }
 
     pub fn info(&self, msg: impl AsRef<str>) -> u64 {
