@@ -384,7 +384,7 @@ fn ring_file_reopens_with_entries_seqs_and_origins() {
 }
 
 #[test]
-fn entries_are_never_timed_before_a_wall_clock_read_that_preceded_them() {
+fn entry_times_agree_with_wall_clock_reads_around_the_append() {
     // Clients ask for `since=<now>` and then expect what is appended next;
     // the ring's clock must not lag the wall clock for that to hold.
     let r = ring(64, 64 * 1024);
@@ -403,6 +403,15 @@ fn entries_are_never_timed_before_a_wall_clock_read_that_preceded_them() {
         assert!(
             e.time >= before,
             "entry time {} is before the wall clock read {before}",
+            e.time
+        );
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(
+            e.time <= after,
+            "entry time {} is after the wall clock read {after}",
             e.time
         );
     }

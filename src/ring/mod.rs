@@ -51,7 +51,6 @@ mod sync;
 mod write;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
 pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
@@ -181,34 +180,40 @@ pub struct Recovery {
     pub epoch: u64,
 }
 
-/// The receive-time clock: a monotonic clock anchored to the wall clock at
-/// open, so that times never go backwards within a run even if the wall
-/// clock is stepped, and never before the newest time already in the file.
+/// The receive-time clock: the wall clock, never going backwards.
+///
+/// Entry times are the wall clock read at claim time, so a client that reads
+/// the wall clock before an append sees a time at or after it, and one that
+/// reads it after sees a time at or before it (`since=<now>` and
+/// `until=<now>` both mean what they say). A wall clock stepped backwards
+/// must not make times decrease in seq order: every reading is raised to the
+/// `floor`, the highest time handed out so far (from a ring file too), and
+/// the floor is raised before the claim that uses the reading, so the next
+/// claim (which sees this one) sees the raised floor.
 struct Clock {
-    anchor: Instant,
-    base_ns: u64,
+    floor: std::sync::atomic::AtomicU64,
 }
 
 impl Clock {
     fn new(not_before: u64) -> Clock {
-        // The monotonic anchor is read before the wall clock, so that ring
-        // time is never behind the wall clock (it leads by the time one
-        // clock read takes): an entry appended after a client read the wall
-        // clock always has a time at or after what the client read, which
-        // `since=<now>` queries rely on. (Read the other way round, ring time
-        // lagged by about 0.7 us here.)
-        let anchor = Instant::now();
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Clock {
-            anchor,
-            base_ns: wall.max(not_before),
+            floor: std::sync::atomic::AtomicU64::new(not_before),
         }
     }
 
     fn now(&self) -> u64 {
-        self.base_ns + self.anchor.elapsed().as_nanos() as u64
+        use std::sync::atomic::Ordering as O;
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let floor = self.floor.load(O::Acquire);
+        if wall > floor {
+            // Usually the wall clock has moved on and this is the only
+            // writer of the floor's cache line at this moment.
+            self.floor.fetch_max(wall, O::AcqRel).max(wall)
+        } else {
+            floor
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! 1. **Claim** a seq range and a data range for the whole batch with one
 //!    compare-and-swap of the 128-bit claim word. The clock is read inside
-//!    the CAS loop, after the load that saw the previous claim, so times are
-//!    non-decreasing in seq order without any other coordination.
+//!    the CAS loop, after the load that saw the previous claim, and raises a
+//!    shared floor before the CAS, so times are non-decreasing in seq order
+//!    even if the wall clock steps back.
 //! 2. **Lap check.** The claimed slots and words were last used by entries
 //!    one lap earlier; if any of those is still being copied by a writer
 //!    that has not published yet, wait for it. With batches capped at a
@@ -126,8 +127,9 @@ impl Ring {
         let word = self.region.claim();
         let mut current = word.load();
         loop {
-            // Read after the load that saw the previous claim: see the
-            // module doc for why this keeps time monotonic in seq order.
+            // Read after the load that saw the previous claim, whose clock
+            // reading raised the floor before its CAS: so this reading is at
+            // least the previous claim's (see `Clock`).
             let time = self.clock.now();
             match word.compare_exchange(current, (current.0 + count, current.1 + words)) {
                 Ok(()) => {
