@@ -568,8 +568,9 @@ impl FilterBuilder {
     }
 }
 
-/// Label keys as Loki and Prometheus allow them, plus `.` and `-`.
-fn valid_label_key(k: &str) -> bool {
+/// Label keys as Loki and Prometheus allow them, plus `.` and `-`: the one
+/// rule for every front end (socket requests, HTTP filters, HTTP ingest).
+pub fn valid_label_key(k: &str) -> bool {
     !k.is_empty()
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))

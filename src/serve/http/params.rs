@@ -464,12 +464,8 @@ pub fn parse_follow(query: &str, now_ns: u64) -> Result<FollowQuery, ParamError>
     Ok(q)
 }
 
-/// Label keys as the filter accepts them: letters, digits, `_`, `-`, `.`.
-pub fn valid_label_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+/// Label keys as the filter accepts them (the filter owns the rule).
+pub use crate::filter::valid_label_key;
 
 /// A level as a name (`error`, `warning`, ...) or a syslog severity 0..=7.
 pub fn parse_level(v: &str) -> Option<u8> {
