@@ -86,6 +86,16 @@ const MAX_BATCH: usize = 4096;
 /// so that bytes it sent and we did not read do not turn our close into a
 /// reset that would destroy the end of the answer.
 const LINGER: Duration = Duration::from_secs(1);
+/// The kernel send buffer of a connection while it streams a dump. With the
+/// default (about 208 KiB) a dump of a full 1M-entry ring takes a thousand
+/// wake-ups of the client; 4 MiB lets the client take 1 MiB per read and
+/// the daemon render ahead while the client parses (0.18 s → 0.11 s for
+/// 178 MB in `memlog_bench.py`).
+const DUMP_SNDBUF: usize = 4 << 20;
+/// At most this many dumps stream with [`DUMP_SNDBUF`] at once; the others
+/// keep the default. Bounds the kernel memory that clients who ask for a
+/// dump and then stop reading can pin to `DUMP_BOOSTS` × 4 MiB.
+const DUMP_BOOSTS: usize = 8;
 /// At most one self-log entry per kind of event per this interval.
 const SELFLOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -471,6 +481,8 @@ struct Shared {
     refused: Throttle,
     bad_mode: Throttle,
     accept_errors: Throttle,
+    /// Permits for a large send buffer while dumping ([`DUMP_BOOSTS`]).
+    dump_boosts: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -524,6 +536,7 @@ pub async fn serve(
         refused: Throttle::new(),
         bad_mode: Throttle::new(),
         accept_errors: Throttle::new(),
+        dump_boosts: Arc::new(Semaphore::new(DUMP_BOOSTS)),
     });
     let tasks = TaskTracker::new();
     loop {
@@ -786,6 +799,12 @@ async fn answer(
     if let Some(n) = request.tail {
         start = start.max(tail_start(&snap, filter, n, start));
     }
+    // Held to the end of a dump; a dump+follow gives it back once caught up.
+    let mut boost = if request.mode.dumps() {
+        SendBufferBoost::new(wr.as_ref(), &shared.dump_boosts)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(FLUSH_AT + 64 * 1024);
     let mut left = request.limit.unwrap_or(u64::MAX);
     let max = batch_size(ring);
@@ -833,6 +852,10 @@ async fn answer(
         if status != ReadStatus::CaughtUp {
             continue;
         }
+        // The backlog is out: a follower keeps the default buffer.
+        if let Some(boost) = boost.take() {
+            boost.end(wr.as_ref());
+        }
         shared.report_gaps(tally);
         tokio::select! {
             _ = shared.shutdown.cancelled() => return Err(AnswerError::Gone),
@@ -844,6 +867,45 @@ async fn answer(
                 Ok(_) => {}
             },
         }
+    }
+}
+
+/// A connection's send buffer raised to [`DUMP_SNDBUF`], holding one of
+/// the [`DUMP_BOOSTS`] permits until [`SendBufferBoost::end`] or drop (a
+/// connection that closes needs no size put back).
+struct SendBufferBoost {
+    /// The size to put back (as `SO_SNDBUF` takes it: half what it reports).
+    old: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SendBufferBoost {
+    /// `None` when all permits are taken or the socket refuses (the dump
+    /// then streams with the default buffer, only slower).
+    fn new(stream: &UnixStream, permits: &Arc<Semaphore>) -> Option<SendBufferBoost> {
+        use rustix::net::sockopt;
+        let permit = permits.clone().try_acquire_owned().ok()?;
+        // The kernel reports twice the size it was given (it counts its
+        // bookkeeping too).
+        let old = sockopt::socket_send_buffer_size(stream).ok()? / 2;
+        if old >= DUMP_SNDBUF {
+            return None;
+        }
+        // As root the size may pass net.core.wmem_max; otherwise the kernel
+        // caps it there.
+        sockopt::set_socket_send_buffer_size_force(stream, DUMP_SNDBUF)
+            .or_else(|_| sockopt::set_socket_send_buffer_size(stream, DUMP_SNDBUF))
+            .ok()?;
+        Some(SendBufferBoost {
+            old,
+            _permit: permit,
+        })
+    }
+
+    /// Puts the old size back. Bytes already queued stay queued; new
+    /// writes wait until the queue is below the old size again.
+    fn end(self, stream: &UnixStream) {
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(stream, self.old);
     }
 }
 

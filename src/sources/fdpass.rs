@@ -773,8 +773,11 @@ async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source)
             Wake::Ready(Err(e)) => return End::Failed(e),
         };
         source.take_buffer(shared);
+        let mut room = 0;
         let read = guard.try_io(|fd| {
-            rustix::io::read(fd.get_ref(), source.splitter.read_buf()).map_err(io::Error::from)
+            let buf = source.splitter.read_buf();
+            room = buf.len();
+            rustix::io::read(fd.get_ref(), buf).map_err(io::Error::from)
         });
         drop(guard);
         match read {
@@ -783,8 +786,13 @@ async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source)
             Ok(Ok(0)) => return End::Eof,
             Ok(Ok(n)) => {
                 source.commit(shared, n);
-                // Let the other sources have a turn after every chunk.
-                tokio::task::yield_now().await;
+                // A full buffer means more is waiting: let the other sources
+                // have a turn first. A short read drained the fd, and a
+                // yield then would only cost the follower woken by these
+                // lines a trip through the scheduler's deferred queue.
+                if n == room {
+                    tokio::task::yield_now().await;
+                }
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(e)) => return End::Failed(e),
