@@ -16,6 +16,7 @@ use ringtail::entry::Entry;
 use ringtail::ring::{All, Read, ReadBatch, Ring, RingConfig};
 use ringtail::selflog::SelfLog;
 use ringtail::sources::fdpass;
+use ringtail::sources::pace::Pacer;
 use ringtail::sources::{IngestConfig, LongLines, RateLimit};
 use tokio_util::sync::CancellationToken;
 
@@ -51,9 +52,11 @@ impl Daemon {
         let served = {
             let _guard = runtime.enter();
             let sock = tokio::net::UnixDatagram::bind(&socket).expect("bind the ingest socket");
+            let pacer = Arc::new(Pacer::new(ring.clone(), config.follower_pacing));
             runtime.spawn(fdpass::serve(
                 sock,
                 Arc::clone(&ring),
+                pacer,
                 selflog,
                 config,
                 shutdown.clone(),

@@ -16,6 +16,7 @@ use ringtail::entry::{Flags, Origin, Stream};
 use ringtail::ring::{OriginHandle, Ring, RingConfig, Span};
 use ringtail::selflog::SelfLog;
 use ringtail::serve::memlogq::{self, ClientRequest, JsonRequest, Mode, QueryConfig, QueryFormat};
+use ringtail::sources::pace::Pacer;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,7 @@ impl Server {
             rt.spawn(memlogq::serve(
                 listener,
                 ring.clone(),
+                Arc::new(Pacer::new(ring.clone(), 0)),
                 selflog,
                 config,
                 shutdown.clone(),

@@ -416,3 +416,32 @@ fn entry_times_agree_with_wall_clock_reads_around_the_append() {
         );
     }
 }
+
+#[test]
+fn behind_measures_the_nearer_limit() {
+    // 8 entries or 64 words; 24-byte messages take 3 words.
+    let r = ring(8, 512);
+    let o = r.origin(Origin::new("a")).unwrap();
+    assert_eq!(r.behind(1), 0.0, "nothing published: nobody is behind");
+    for i in 0..4u32 {
+        r.append(&o, Flags::default(), format!("{i:024}").as_bytes());
+    }
+    // Four of eight entries (12 of 64 words) lie ahead of seq 1.
+    assert_eq!(r.behind(1), 0.5);
+    assert_eq!(r.behind(4), 0.125);
+    assert_eq!(r.behind(5), 0.0, "caught up");
+    for i in 4..8u32 {
+        r.append(&o, Flags::default(), format!("{i:024}").as_bytes());
+    }
+    assert_eq!(r.behind(1), 1.0, "the next append evicts seq 1");
+    r.append(&o, Flags::default(), b"x");
+    assert_eq!(r.behind(1), 1.0, "evicted");
+
+    // By bytes: 7 words each, the entry limit (1000) is far.
+    let r = ring(1000, 512);
+    let o = r.origin(Origin::new("a")).unwrap();
+    for i in 0..3u32 {
+        r.append(&o, Flags::default(), format!("{i:056}").as_bytes());
+    }
+    assert_eq!(r.behind(1), 21.0 / 64.0);
+}

@@ -16,7 +16,7 @@ use crate::ring::{default_max_bytes, RingConfig};
 use crate::serve::daemon::{self, DaemonConfig, Handover, SocketSpec};
 use crate::serve::http::{self, HttpConfig, Token};
 use crate::serve::memlogq::{QueryConfig, QueryFormat};
-use crate::sources::{IngestConfig, LongLines, RateLimit};
+use crate::sources::{pace, IngestConfig, LongLines, RateLimit};
 
 /// The smallest longest-entry the ring is opened with (see `to_config`).
 const MIN_ENTRY_LEN: usize = 1024;
@@ -104,6 +104,16 @@ pub struct ServeArgs {
     /// default.
     #[arg(long, value_name = "LINES/INTERVAL", value_parser = parse_rate_limit)]
     pub rate_limit: Option<RateLimit>,
+
+    /// During a burst, fd sources pause reading while a query-socket
+    /// follower that reads at full speed is more than half a ring behind,
+    /// for at most this share of time in percent (the pipe holds the
+    /// writer's lines meanwhile). A follower whose client stops reading
+    /// stops counting after 100 ms. 0 turns pacing off: followers then get
+    /// gaps as soon as the ring laps them.
+    #[arg(long, value_name = "PERCENT", default_value_t = pace::DEFAULT_PERCENT,
+          value_parser = clap::value_parser!(u8).range(0..=50))]
+    pub follower_pacing: u8,
 
     /// Address of the HTTP API, or `off` [default: 127.0.0.1:7464, where a
     /// port already taken only turns HTTP off with a warning]. Port 0 picks
@@ -332,6 +342,7 @@ impl ServeArgs {
             long_lines: self.long_lines,
             rate_limit: self.rate_limit,
             max_sources: usize::try_from(self.max_sources).unwrap_or(usize::MAX),
+            follower_pacing: self.follower_pacing,
         };
         let query = QueryConfig {
             format: self.query_format,

@@ -368,6 +368,29 @@ impl Ring {
         self.oldest_for(self.region.claim().load(), self.published_seq())
     }
 
+    /// How near a reader whose next entry is `seq` is to losing it: the
+    /// share of the nearer capacity limit (entries or bytes) that the
+    /// published entries from `seq` on take up. 0.0 for a reader that is
+    /// caught up; at 1.0 the next append evicts `seq`. An estimate under
+    /// concurrent appends, for pacing decisions, never for correctness.
+    pub fn behind(&self, seq: u64) -> f64 {
+        let published = self.published_seq();
+        if seq >= published {
+            return 0.0;
+        }
+        let g = &self.geometry;
+        if published - seq >= g.slots || seq < self.floor_seq() {
+            return 1.0;
+        }
+        let published_pos = self.region.word(hdr::PUBLISHED_POS).load(Ordering::Acquire);
+        // A slot a writer has reused since holds a later position, which
+        // only makes the byte share smaller than the entry share.
+        let words = published_pos.saturating_sub(self.slot(seq).1);
+        let by_entries = (published - seq) as f64 / g.slots as f64;
+        let by_bytes = words as f64 / g.data_words as f64;
+        by_entries.max(by_bytes).min(1.0)
+    }
+
     /// The oldest seq that is valid given a claim word value, found by
     /// binary search over the data positions of the candidate slots.
     fn oldest_for(&self, (claim_seq, claim_pos): (u64, u64), published: u64) -> u64 {

@@ -67,6 +67,7 @@ use crate::ring::{All, Read, ReadBatch, Ring, RingConfig, RingError};
 use crate::selflog::SelfLog;
 use crate::serve::http;
 use crate::serve::memlogq::{self, QueryConfig};
+use crate::sources::pace::Pacer;
 use crate::sources::{fdpass, IngestConfig};
 
 /// Where one of the daemon's sockets comes from.
@@ -368,9 +369,11 @@ async fn serve(
         to_tokio_datagram(bound.log).map_err(|e| start_err("cannot use the ingest socket", e))?;
     let query_listener =
         to_tokio_listener(bound.query).map_err(|e| start_err("cannot use the query socket", e))?;
+    let pacer = Arc::new(Pacer::new(ring.clone(), config.ingest.follower_pacing));
     let mut ingest = tokio::spawn(fdpass::serve(
         log_socket,
         ring.clone(),
+        pacer.clone(),
         selflog.clone(),
         config.ingest.clone(),
         token.clone(),
@@ -378,6 +381,7 @@ async fn serve(
     let mut queries = tokio::spawn(memlogq::serve(
         query_listener,
         ring.clone(),
+        pacer,
         selflog.clone(),
         config.query.clone(),
         token.clone(),

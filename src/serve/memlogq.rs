@@ -68,6 +68,7 @@ use crate::filter::{Filter, FilterBuilder, FilterError};
 use crate::format::{self, Format};
 use crate::ring::{Read, ReadBatch, ReadStatus, Ring, Snapshot};
 use crate::selflog::SelfLog;
+use crate::sources::pace::Pacer;
 use crate::timefmt::{self, TimeRules};
 
 /// How long a client may take to send its request.
@@ -483,6 +484,9 @@ struct Shared {
     accept_errors: Throttle,
     /// Permits for a large send buffer while dumping ([`DUMP_BOOSTS`]).
     dump_boosts: Arc<Semaphore>,
+    /// Followers report their progress here, so that sources can wait for
+    /// them in a burst.
+    pacer: Arc<Pacer>,
 }
 
 impl Shared {
@@ -522,6 +526,7 @@ struct GapTally {
 pub async fn serve(
     listener: UnixListener,
     ring: Arc<Ring>,
+    pacer: Arc<Pacer>,
     selflog: SelfLog,
     config: QueryConfig,
     shutdown: CancellationToken,
@@ -537,6 +542,7 @@ pub async fn serve(
         bad_mode: Throttle::new(),
         accept_errors: Throttle::new(),
         dump_boosts: Arc::new(Semaphore::new(DUMP_BOOSTS)),
+        pacer,
     });
     let tasks = TaskTracker::new();
     loop {
@@ -840,6 +846,7 @@ async fn answer(
     // Follow, or dump then follow: one cursor from the start on, so the
     // seam between the two has no gap and no duplicate.
     let mut cursor = ring.cursor(start, filter);
+    let pace = shared.pacer.follower(start);
     let mut scratch = [0u8; 1024];
     loop {
         let status = cursor.read(&mut batch, max);
@@ -848,6 +855,8 @@ async fn answer(
         }
         if status == ReadStatus::CaughtUp || out.len() >= FLUSH_AT {
             send(wr, &mut out, &shared.shutdown).await?;
+            // The client has taken everything read so far.
+            pace.progress(cursor.position());
         }
         if status != ReadStatus::CaughtUp {
             continue;

@@ -68,8 +68,9 @@ use tokio_util::task::TaskTracker;
 use super::lines::{BufferPool, LineSplitter, Lines};
 use super::{IngestConfig, RateLimit};
 use crate::entry::{Flags, Origin};
-use crate::ring::{OriginHandle, Ring, MAX_SOURCE_LEN};
+use crate::ring::{OriginHandle, Ring, Span, MAX_SOURCE_LEN};
 use crate::selflog::{Level, SelfLog};
+use crate::sources::pace::Pacer;
 
 /// The most fds one datagram can carry (Linux's `SCM_MAX_FD`).
 pub const MAX_FDS_PER_DATAGRAM: usize = 253;
@@ -218,11 +219,13 @@ fn send_error(path: &Path, e: Errno) -> io::Error {
 pub async fn serve(
     socket: UnixDatagram,
     ring: Arc<Ring>,
+    pacer: Arc<Pacer>,
     selflog: SelfLog,
     config: IngestConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let shared = Arc::new(Shared {
+        pacer,
         pool: BufferPool::new(LineSplitter::buffer_len(config.max_line_len), POOL_KEEP),
         ring,
         selflog,
@@ -362,6 +365,8 @@ fn receive(
 /// What the receive loop and every source task share.
 struct Shared {
     ring: Arc<Ring>,
+    /// Sources wait here for followers that lag in a burst.
+    pacer: Arc<Pacer>,
     selflog: SelfLog,
     config: IngestConfig,
     /// Read buffers of sources that are reading right now.
@@ -538,6 +543,31 @@ impl Source {
         store(shared, &self.origin, &mut self.limit, lines);
     }
 
+    /// Stores the lines completed by `n` new bytes in pacing steps, waiting
+    /// before each for followers that lag ([`Pacer::admit`]).
+    async fn commit_paced(&mut self, shared: &Shared, n: usize) {
+        let lines = self.splitter.commit(n);
+        let Some(lines) = rate_limit(shared, &self.origin, &mut self.limit, lines) else {
+            return;
+        };
+        let (max_entries, max_bytes) = shared.pacer.step();
+        let mut rest = lines.spans;
+        while !rest.is_empty() {
+            let mut bytes = 0;
+            let mut take = 0;
+            for s in rest.iter().take(max_entries) {
+                bytes += s.len as usize;
+                if take > 0 && bytes > max_bytes {
+                    break;
+                }
+                take += 1;
+            }
+            shared.pacer.admit().await;
+            append(shared, &self.origin, lines.buf, &rest[..take]);
+            rest = &rest[take..];
+        }
+    }
+
     /// Stores the unfinished line and the suppression count; gives the
     /// buffer back.
     fn finish(&mut self, shared: &Shared) {
@@ -557,24 +587,34 @@ fn store(
     limit: &mut Option<Box<Limiter>>,
     lines: Lines<'_>,
 ) {
-    if lines.is_empty() {
-        return;
+    if let Some(lines) = rate_limit(shared, origin, limit, lines) {
+        append(shared, origin, lines.buf, lines.spans);
     }
+}
+
+/// The lines the rate limit lets through; `None` when there are none.
+fn rate_limit<'a>(
+    shared: &Shared,
+    origin: &OriginHandle,
+    limit: &mut Option<Box<Limiter>>,
+    lines: Lines<'a>,
+) -> Option<Lines<'a>> {
     let lines = match limit {
-        Some(limit) => {
+        Some(limit) if !lines.is_empty() => {
             let keep = limit.admit(lines.len(), &shared.selflog, &origin.origin().source);
             lines.take(keep)
         }
-        None => lines,
+        _ => lines,
     };
-    if lines.is_empty() {
-        return;
-    }
-    if let Err(e) = shared.ring.append_batch(origin, lines.buf, lines.spans) {
+    (!lines.is_empty()).then_some(lines)
+}
+
+fn append(shared: &Shared, origin: &OriginHandle, buf: &[u8], spans: &[Span]) {
+    if let Err(e) = shared.ring.append_batch(origin, buf, spans) {
         // The splitter only makes spans inside its buffer; this is a bug.
         shared.selflog.error(format!(
             "dropped {} lines of source {:?}: {e}",
-            lines.len(),
+            spans.len(),
             origin.origin().source
         ));
     }
@@ -732,6 +772,7 @@ async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source)
     let mut cancelled = std::pin::pin!(shared.shutdown.cancelled());
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
+        shared.pacer.admit().await;
         // The timer follows the limiter's window, which a read may have
         // moved on.
         let due = source
@@ -785,7 +826,12 @@ async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source)
             Err(_would_block) => source.give_back_buffer(shared),
             Ok(Ok(0)) => return End::Eof,
             Ok(Ok(n)) => {
-                source.commit(shared, n);
+                if shared.pacer.engaged() {
+                    // Boxed: an idle source's future must stay small.
+                    Box::pin(source.commit_paced(shared, n)).await;
+                } else {
+                    source.commit(shared, n);
+                }
                 // A full buffer means more is waiting: let the other sources
                 // have a turn first. A short read drained the fd, and a
                 // yield then would only cost the follower woken by these
@@ -903,6 +949,7 @@ mod tests {
         Arc::new(Shared {
             pool: BufferPool::new(LineSplitter::buffer_len(config.max_line_len), POOL_KEEP),
             selflog: SelfLog::new(Arc::clone(&ring)).unwrap(),
+            pacer: Arc::new(Pacer::new(ring.clone(), config.follower_pacing)),
             ring,
             config,
             active: AtomicUsize::new(0),

@@ -2,7 +2,9 @@
 //!
 //! Today there is one: the memlogd fd-passing socket ([`fdpass`]), where a
 //! client hands over file descriptors and ringtail reads each one to its end.
-//! [`lines`] is the byte-stream-to-lines step every stream source shares.
+//! [`lines`] is the byte-stream-to-lines step every stream source shares;
+//! [`pace`] lets fd sources wait, within a budget, for followers that read
+//! at full speed but fell behind in a burst.
 //!
 //! This module owns the settings that hold for every source
 //! ([`IngestConfig`]): how long a line may be, what happens to longer ones,
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 pub mod fdpass;
 pub mod lines;
+pub mod pace;
 
 /// What happens to a line longer than the line-length limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -51,6 +54,9 @@ pub struct IngestConfig {
     /// The most fds read at once; a registration past it is refused with a
     /// self-log entry (default 100,000).
     pub max_sources: usize,
+    /// The most share of time, in percent, sources may wait for followers
+    /// that read at full speed but lag ([`pace`]; 0 turns it off).
+    pub follower_pacing: u8,
 }
 
 impl Default for IngestConfig {
@@ -60,6 +66,7 @@ impl Default for IngestConfig {
             long_lines: LongLines::Split,
             rate_limit: None,
             max_sources: 100_000,
+            follower_pacing: pace::DEFAULT_PERCENT,
         }
     }
 }
