@@ -202,6 +202,33 @@ fn bench_snapshot() {
     );
 }
 
+/// The read path alone: whole-ring passes over one full ring, no writer.
+fn bench_copy() {
+    let r = warm_ring();
+    let mut batch = ReadBatch::new();
+    let rates: Vec<(f64, f64)> = (0..runs() * 3)
+        .map(|_| {
+            let (start, cpu) = (Instant::now(), thread_cpu());
+            let mut c = r.snapshot().cursor(All);
+            let mut n = 0u64;
+            while c.read(&mut batch, 4096) == ReadStatus::More {
+                n += batch
+                    .iter()
+                    .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
+                    .count() as u64;
+            }
+            let cpu = (thread_cpu() - cpu).as_secs_f64();
+            (n as f64 / start.elapsed().as_secs_f64(), n as f64 / cpu)
+        })
+        .collect();
+    println!(
+        "copy passes over a full ring, no writer: {:.1} M entries/s wall, {:.1} M/s CPU (medians of {})",
+        median(rates.iter().map(|r| r.0).collect()) / 1e6,
+        median(rates.iter().map(|r| r.1).collect()) / 1e6,
+        rates.len()
+    );
+}
+
 /// A reader that copies (reads and checks) everything it can; returns its
 /// copy rate in entries/s on a full ring with no writer.
 fn follower_copy_rate() -> f64 {
@@ -324,5 +351,8 @@ fn main() {
     }
     if wanted("follow") {
         bench_follow();
+    }
+    if wanted("copy") {
+        bench_copy();
     }
 }

@@ -215,8 +215,14 @@ struct CachedOrigin {
 struct Copier<S> {
     select: S,
     cache: HashMap<OriginId, CachedOrigin>,
-    /// `(seq, data position, item index or a marker)` per examined entry.
-    examined: Vec<(u64, u64, u32)>,
+    /// `(index in the range, data position)` of each entry whose position
+    /// does not follow from the previous entry's (the first one, and any
+    /// read from a slot overwritten under us): with the lengths, enough to
+    /// recover every position, at no cost per entry in the common case.
+    breaks: Vec<(u32, u64)>,
+    /// `(index in the range, length, SKIPPED or UNRESOLVED)` of each
+    /// examined entry that did not become an item.
+    others: Vec<(u32, u32, u32)>,
 }
 
 /// Marks an examined entry that the origin filter skipped.
@@ -230,7 +236,8 @@ impl<S: Select> Copier<S> {
         Copier {
             select,
             cache: HashMap::new(),
-            examined: Vec::new(),
+            breaks: Vec::new(),
+            others: Vec::new(),
         }
     }
 
@@ -270,7 +277,8 @@ impl<S: Select> Copier<S> {
         let data_at = ring.geometry.data_at();
         let data_words = ring.geometry.data_words as usize;
         let item_base = batch.items.len();
-        self.examined.clear();
+        self.breaks.clear();
+        self.others.clear();
         let mut last_origin = (u32::MAX, UNRESOLVED);
         let (mut skipped, mut unresolved) = (0u64, 0u64);
         let slots = ring.geometry.slots as usize;
@@ -278,7 +286,7 @@ impl<S: Select> Copier<S> {
         // Data positions of consecutive entries are contiguous, so the
         // word index follows from the previous one without a division.
         let (mut expect_pos, mut expect_index) = (u64::MAX, 0usize);
-        for seq in from..to {
+        for k in 0..(to - from) as usize {
             let base = ring.geometry.slots_at() + slot * SLOT_WORDS;
             let time = words[base].load(Ordering::Relaxed);
             let pos = words[base + 1].load(Ordering::Relaxed);
@@ -301,6 +309,7 @@ impl<S: Select> Copier<S> {
             let at = if pos == expect_pos {
                 expect_index
             } else {
+                self.breaks.push((k as u32, pos));
                 ring.data_index(pos)
             };
             let next_words = super::words_for(len);
@@ -315,7 +324,7 @@ impl<S: Select> Copier<S> {
                 } else {
                     unresolved += 1;
                 }
-                self.examined.push((seq, pos, index));
+                self.others.push((k as u32, len as u32, index));
                 continue;
             }
             let start = batch.bytes.len();
@@ -326,9 +335,8 @@ impl<S: Select> Copier<S> {
                 super::copy_words_out(words, data_at + at, room, &mut batch.bytes);
                 super::copy_words_out(words, data_at, len - room, &mut batch.bytes);
             }
-            self.examined.push((seq, pos, batch.items.len() as u32));
             batch.items.push(Item::Entry {
-                seq,
+                seq: from + k as u64,
                 time,
                 flags: meta_flags(meta),
                 origin: index,
@@ -345,21 +353,28 @@ impl<S: Select> Copier<S> {
             .max(claim_seq.saturating_sub(ring.geometry.slots));
         let valid_pos = claim_pos.saturating_sub(ring.geometry.data_words);
         // Seqs and data positions both grow, so the invalid ones are a prefix.
-        let invalid = self
-            .examined
-            .iter()
-            .position(|&(seq, pos, _)| seq >= valid_seq && pos >= valid_pos)
-            .unwrap_or(self.examined.len());
-        // Counted over the invalid prefix only (almost always empty): the
-        // totals over all examined entries were kept while copying.
-        let (mut prefix_items, mut prefix_skipped, mut prefix_unresolved) = (0, 0, 0);
-        for e in &self.examined[..invalid] {
-            match e.2 {
+        let n = (to - from) as usize;
+        // The first entry starts the first break. When it is valid (almost
+        // always), all are: seqs and data positions both grow, so the
+        // invalid ones are a prefix.
+        let invalid = match self.breaks.first() {
+            None => 0,
+            Some(&(_, pos)) if from >= valid_seq && pos >= valid_pos => 0,
+            Some(_) => self.first_valid(batch, item_base, from, n, valid_seq, valid_pos),
+        };
+        // Counted over the invalid prefix only: the totals over all
+        // examined entries were kept while copying.
+        let (mut prefix_skipped, mut prefix_unresolved) = (0, 0);
+        for &(k, _, kind) in &self.others {
+            if k as usize >= invalid {
+                break;
+            }
+            match kind {
                 SKIPPED => prefix_skipped += 1,
-                UNRESOLVED => prefix_unresolved += 1,
-                _ => prefix_items += 1,
+                _ => prefix_unresolved += 1,
             }
         }
+        let prefix_items = invalid - (prefix_skipped + prefix_unresolved) as usize;
         batch.items.drain(item_base..item_base + prefix_items);
         // Defensive: a valid entry whose origin did not resolve counts as
         // missed (see `UNRESOLVED`).
@@ -367,11 +382,43 @@ impl<S: Select> Copier<S> {
         batch.filtered += skipped - prefix_skipped;
         self.filter_entries(batch, item_base);
         batch.push_gap(item_base, from, missed);
-        if invalid == self.examined.len() {
-            to
-        } else {
-            self.examined[invalid].0
+        from + invalid as u64
+    }
+
+    /// The index in the range of the first entry that is valid against
+    /// `valid_seq` and `valid_pos` (`n` if none is), replaying the data
+    /// positions seen while copying from the breaks and the lengths.
+    fn first_valid(
+        &self,
+        batch: &ReadBatch,
+        item_base: usize,
+        from: u64,
+        n: usize,
+        valid_seq: u64,
+        valid_pos: u64,
+    ) -> usize {
+        let (mut breaks, mut others) =
+            (self.breaks.iter().peekable(), self.others.iter().peekable());
+        let mut items = batch.items[item_base..].iter();
+        let mut pos = 0u64;
+        for k in 0..n {
+            if let Some(&(_, p)) = breaks.next_if(|b| b.0 as usize == k) {
+                pos = p;
+            }
+            if from + k as u64 >= valid_seq && pos >= valid_pos {
+                return k;
+            }
+            let len = match others.next_if(|o| o.0 as usize == k) {
+                Some(&(_, len, _)) => len as usize,
+                None => match items.next() {
+                    Some(Item::Entry { len, .. }) => *len as usize,
+                    // Only entries are pushed while copying.
+                    _ => unreachable!("an item for every examined entry"),
+                },
+            };
+            pos = pos.wrapping_add(super::words_for(len));
         }
+        n
     }
 
     /// Drops entries from `item_base` on that the entry filter turns down.
