@@ -36,7 +36,7 @@
 //! every figure.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -308,12 +308,12 @@ impl SseClient {
     /// Reads once and decodes what arrived; false at the end.
     async fn read(&mut self) -> bool {
         use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 16 * 1024];
-        let n = match self.stream.read(&mut buf).await {
+        // Straight into `raw`'s spare room: no zeroed buffer per read.
+        self.raw.reserve(16 * 1024);
+        match self.stream.read_buf(&mut self.raw).await {
             Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        self.raw.extend_from_slice(&buf[..n]);
+            Ok(_) => {}
+        }
         let mut at = 0;
         loop {
             match self.chunk_left {
@@ -383,7 +383,7 @@ fn follow(sources: usize, followers: u64, rate: u64, seconds: u64, tick_ms: u64,
     let total = rate * seconds;
     let b = Bench::new((total * 2).max(100_000), cfg);
     let latency = Arc::new(Mutex::new(histogram()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
     let connected = Arc::new(AtomicU64::new(0));
     let all = mode == "all";
     let mut tasks = Vec::new();
@@ -405,11 +405,12 @@ fn follow(sources: usize, followers: u64, rate: u64, seconds: u64, tick_ms: u64,
             connected.fetch_add(1, Ordering::Relaxed);
             let mut local = histogram();
             let mut seen = Seen::default();
-            while !stop.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), conn.read()).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(_) => continue,
+            // One registration for the whole run, not a timer per read.
+            let mut stopped = std::pin::pin!(stop.cancelled_owned());
+            loop {
+                tokio::select! {
+                    more = conn.read() => if !more { break },
+                    _ = &mut stopped => break,
                 }
                 let now = now_ns();
                 conn.events(|block| {
@@ -496,7 +497,7 @@ fn follow(sources: usize, followers: u64, rate: u64, seconds: u64, tick_ms: u64,
     );
     // Let the followers drain, then stop them.
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     let seen: Vec<Seen> = b.client_rt.block_on(async {
         let mut out = Vec::new();
         for t in tasks {

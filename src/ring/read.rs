@@ -558,6 +558,14 @@ impl<'r, S: Select> Cursor<'r, S> {
         self.ring
     }
 
+    /// Moves the cursor to `seq`, forwards or back, keeping what it learned
+    /// about origins (a new cursor resolves and filters each origin again).
+    /// Entries skipped over are not counted anywhere: a caller seeks past
+    /// entries it knows hold nothing for it.
+    pub fn seek(&mut self, seq: u64) {
+        self.next = seq.min(self.end);
+    }
+
     /// Clears `batch` and reads up to `max` entries into it (fewer when the
     /// filter turns some down); a lapped cursor first gets a gap and moves
     /// to the oldest retained entry.

@@ -278,6 +278,11 @@ impl Follower<'_> {
         // Every seq below this was read, or holds nothing for this stream.
         let mut examined = cursor.position();
         let mut last_sent = tokio::time::Instant::now();
+        // One timer for the stream's life, moved only when it fires: a
+        // timer set anew after every delivery cost more than the delivery.
+        let mut keep_alive = std::pin::pin!(tokio::time::sleep_until(
+            last_sent + state.config.keep_alive
+        ));
         loop {
             // Caught up: a good moment for the self log (see report_gaps).
             super::stats::report_gaps(state, self.gaps.0, self.gaps.1);
@@ -285,8 +290,15 @@ impl Follower<'_> {
             let mut keep_alive_due = false;
             tokio::select! {
                 _ = reg.waiter.notify.notified() => {}
-                _ = tokio::time::sleep_until(last_sent + state.config.keep_alive) => {
-                    keep_alive_due = true;
+                _ = keep_alive.as_mut() => {
+                    let due = last_sent + state.config.keep_alive;
+                    if tokio::time::Instant::now() >= due {
+                        keep_alive_due = true;
+                        keep_alive.as_mut().reset(tokio::time::Instant::now() + state.config.keep_alive);
+                    } else {
+                        keep_alive.as_mut().reset(due);
+                        continue;
+                    }
                 }
                 _ = tx.closed() => return Err(Gone),
                 _ = state.shutdown.cancelled() => return Err(Gone),
@@ -297,9 +309,9 @@ impl Follower<'_> {
                     continue;
                 }
                 // A short stretch of other sources is cheaper to read
-                // through than a new cursor (this one knows its origins).
+                // through than a seek.
                 if first > cursor.position().saturating_add(READ_THROUGH) {
-                    cursor = ring.cursor(first, &**filter);
+                    cursor.seek(first);
                 }
                 while cursor.position() <= last {
                     let room = (last + 1 - cursor.position()).min(max as u64) as usize;
