@@ -27,7 +27,10 @@
 //! there, or overwritten while they copied) comes back as a
 //! [`Read::Gap`] with the exact number of entries, so that for every reader
 //! *entries delivered + entries filtered out + gap counts = entries appended
-//! in the range it read*.
+//! in the range it read*. A snapshot reader that writers lapped resumes up to
+//! one read past the oldest retained entry (counted in its gap): the oldest
+//! entries are the next evicted, and a reader slower than the writers would
+//! otherwise copy little but entries it must then drop.
 //!
 //! **Following.** A [`Cursor`] reads forward from any seq and can wait
 //! (async or blocking, without spinning) for new entries. A cursor that was
@@ -230,8 +233,18 @@ pub struct Ring {
     max_batch_entries: u64,
     /// The most data words one claim may take (a quarter of the data).
     max_batch_words: u64,
+    /// Writers store entries with streaming stores ([`STREAMING_MIN_WORDS`]).
+    streaming: bool,
     recovery: Recovery,
 }
+
+/// Rings with at least this many words of slots and data (64 MiB) are
+/// written with streaming stores, which skip the cache: such a ring cannot
+/// stay in the caches anyway, and a plain store would first read each line
+/// it writes from DRAM. Smaller rings (the default 5,000 lines is under
+/// 1 MiB) stay in cache, where plain stores are faster and followers find
+/// fresh entries in cache.
+const STREAMING_MIN_WORDS: u64 = 8 << 20;
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -295,6 +308,8 @@ impl Ring {
             max_entry_len: config.max_entry_len,
             max_batch_entries: (geometry.slots / 4).max(1),
             max_batch_words: (geometry.data_words / 4).max(words_for(config.max_entry_len)),
+            streaming: geometry.slots * SLOT_WORDS as u64 + geometry.data_words
+                >= STREAMING_MIN_WORDS,
             recovery,
         };
         if opened == Opened::Existing {
@@ -568,16 +583,42 @@ pub(crate) fn meta_origin(meta: u64) -> OriginId {
 
 /// Stores `bytes` into consecutive words from `at` (no wrap), little-endian,
 /// the last word zero-padded.
-pub(crate) fn copy_words_in(words: &[AtomicU64], at: usize, bytes: &[u8]) {
+pub(crate) fn copy_words_in(words: &[AtomicU64], at: usize, bytes: &[u8], streaming: bool) {
+    let store = |w: &AtomicU64, v: u64| {
+        if streaming {
+            sync::store_streaming(w, v);
+        } else {
+            w.store(v, Ordering::Relaxed);
+        }
+    };
     let (chunks, tail) = bytes.as_chunks::<8>();
     let dst = &words[at..at + bytes.len().div_ceil(8)];
     for (w, c) in dst.iter().zip(chunks) {
-        w.store(u64::from_le_bytes(*c), Ordering::Relaxed);
+        store(w, u64::from_le_bytes(*c));
     }
     if !tail.is_empty() {
-        let mut last = [0u8; 8];
-        last[..tail.len()].copy_from_slice(tail);
-        dst[chunks.len()].store(u64::from_le_bytes(last), Ordering::Relaxed);
+        store(&dst[chunks.len()], tail_word(tail));
+    }
+}
+
+/// The 1 to 7 bytes of `tail` as a little-endian word, zero-padded. Built
+/// from overlapping loads rather than copied into a zeroed array: that copy
+/// was a `memcpy` call followed by a load the CPU could not forward from
+/// it, and cost about half of an append.
+fn tail_word(tail: &[u8]) -> u64 {
+    let n = tail.len();
+    debug_assert!((1..8).contains(&n));
+    if n >= 4 {
+        // Bytes 0..4 and n-4..n; the overlap holds the same bytes at the
+        // same places in both.
+        let lo = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        let hi = u32::from_le_bytes([tail[n - 4], tail[n - 3], tail[n - 2], tail[n - 1]]);
+        u64::from(lo) | u64::from(hi) << ((n - 4) * 8)
+    } else {
+        // Bytes 0, n/2 and n-1 cover 1, 2 or 3 bytes.
+        u64::from(tail[0])
+            | u64::from(tail[n / 2]) << (n / 2 * 8)
+            | u64::from(tail[n - 1]) << ((n - 1) * 8)
     }
 }
 
@@ -603,4 +644,23 @@ pub(crate) fn copy_words_out(words: &[AtomicU64], at: usize, len: usize, out: &m
     // SAFETY: the `n * 8 >= len` bytes from `start` were just written, so
     // every byte below the new length is initialized.
     unsafe { out.set_len(start + len) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_word;
+
+    #[test]
+    fn tail_words_are_the_bytes_zero_padded() {
+        let bytes = [0x11u8, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+        for n in 1..8 {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(
+                tail_word(&bytes[..n]),
+                u64::from_le_bytes(padded),
+                "{n} bytes"
+            );
+        }
+    }
 }

@@ -161,7 +161,7 @@ impl Origins {
         let id = self.next_id(region);
         let bytes = encode(&origin);
         let at = geometry.origins_at() + slot as usize * ORIGIN_SLOT_WORDS;
-        super::copy_words_in(region.words(), at + 2, &bytes);
+        super::copy_words_in(region.words(), at + 2, &bytes, false);
         region
             .word(at + 1)
             .store(bytes.len() as u64, Ordering::Relaxed);

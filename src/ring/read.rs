@@ -568,7 +568,8 @@ impl<'r, S: Select> Cursor<'r, S> {
 
     /// Clears `batch` and reads up to `max` entries into it (fewer when the
     /// filter turns some down); a lapped cursor first gets a gap and moves
-    /// to the oldest retained entry.
+    /// to the oldest retained entry (a snapshot's cursor up to `max`
+    /// entries past it, see below).
     pub fn read(&mut self, batch: &mut ReadBatch, max: usize) -> ReadStatus {
         batch.clear();
         let ring = self.ring;
@@ -583,8 +584,20 @@ impl<'r, S: Select> Cursor<'r, S> {
         if !self.plausibly_retained(self.next) {
             let oldest = ring.oldest_seq().min(limit);
             if oldest > self.next {
-                batch.push_gap(0, self.next, oldest - self.next);
-                self.next = oldest;
+                // A follower continues from the oldest retained entry. A
+                // snapshot reader starts one read further in (at most a
+                // quarter of the ring), counted in the gap: the oldest
+                // entries are the next to go, and a reader slower than the
+                // writers that lapped it would otherwise copy little but
+                // entries evicted again while it copies them.
+                let margin = if self.end == u64::MAX {
+                    0
+                } else {
+                    (max as u64).min(ring.geometry.slots / 4)
+                };
+                let resume = oldest.saturating_add(margin).min(limit);
+                batch.push_gap(0, self.next, resume - self.next);
+                self.next = resume;
             }
         }
         let to = limit.min(self.next.saturating_add(max.max(1) as u64));

@@ -13,6 +13,51 @@ pub(crate) use std::sync::atomic::{fence, AtomicU64, Ordering};
 #[cfg(ringtail_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64, Ordering};
 
+/// Stores `value` into `word` past the caches (x86-64 `movnti`), for rings
+/// much larger than the caches: a plain store first reads the line it
+/// writes into the cache (for a 1M-entry ring, from DRAM), a streaming
+/// store does not, which halves the cost of an append (about 18 → 9 ns per
+/// 128 bytes of entry here).
+#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
+    // SAFETY: an asm block must behave like some Rust code could; this one
+    // behaves like `word.store(value, Ordering::Relaxed)`. `movnti` to an
+    // 8-aligned quadword (an `AtomicU64` is) is a single-copy-atomic store
+    // (Intel SDM vol. 3A §9.1.1), so readers see the old or the new value,
+    // never a mix: the same as a relaxed atomic store, which is how every
+    // reader accesses these words. Its ordering is weaker than a plain
+    // `mov`: it can pass later stores. A relaxed store promises no order
+    // either; where the protocol needs one (publishing a batch with a
+    // release store) writers first call [`streaming_fence`], and it cannot
+    // pass the locked compare-and-swap that claimed the room (SDM §9.2.2).
+    // The pointer is valid: it comes from a live `&AtomicU64`.
+    unsafe {
+        std::arch::asm!(
+            "movnti qword ptr [{p}], {v}",
+            p = in(reg) word.as_ptr(),
+            v = in(reg) value,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// Orders every earlier [`store_streaming`] before every later store.
+#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+pub(crate) fn streaming_fence() {
+    // SAFETY: `sfence` only orders stores; it touches no memory or register
+    // the compiler knows of.
+    unsafe { std::arch::asm!("sfence", options(nostack, preserves_flags)) };
+}
+
+/// Without streaming stores, a relaxed store.
+#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
+    word.store(value, Ordering::Relaxed);
+}
+
+#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+pub(crate) fn streaming_fence() {}
+
 /// Gives the CPU (or, under loom, the model) to another thread while waiting
 /// for a predecessor writer.
 #[cfg(not(ringtail_loom))]

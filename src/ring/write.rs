@@ -20,7 +20,7 @@
 use std::ops::Range;
 
 use super::region::{hdr, SLOT_WORDS};
-use super::sync::{fence, spin_wait, Ordering};
+use super::sync::{fence, spin_wait, store_streaming, streaming_fence, Ordering};
 use super::{meta, words_for, OriginHandle, Ring};
 use crate::entry::Flags;
 
@@ -49,9 +49,9 @@ impl Ring {
         let first = self.claim(1, words);
         self.wait_for_lap(first.seq, 1, first.pos, words);
         fence(Ordering::Release);
-        let mut at = self.write_position(first.seq, first.pos);
+        let mut at = self.write_position(first.seq, first.pos, false);
         self.write_entry(&mut at, first.time, origin.id(), flags, msg);
-        self.publish(first.seq, 1, at.pos);
+        self.publish(first.seq, 1, &at);
         first.seq
     }
 
@@ -82,13 +82,14 @@ impl Ring {
             let claim = self.claim(count as u64, words);
             self.wait_for_lap(claim.seq, count as u64, claim.pos, words);
             fence(Ordering::Release);
-            let mut at = self.write_position(claim.seq, claim.pos);
+            let streaming = self.streaming && count >= STREAMING_MIN_BATCH;
+            let mut at = self.write_position(claim.seq, claim.pos, streaming);
             for span in &rest[..count] {
                 let msg = &buf[span.start as usize..(span.start + span.len) as usize];
                 let (msg, flags) = self.fit(msg, span.flags);
                 self.write_entry(&mut at, claim.time, origin.id(), flags, msg);
             }
-            self.publish(claim.seq, count as u64, at.pos);
+            self.publish(claim.seq, count as u64, &at);
             if first_batch {
                 seqs.start = claim.seq;
                 first_batch = false;
@@ -162,11 +163,12 @@ impl Ring {
 
     /// Where the entry with `seq` at data position `pos` goes. The two
     /// divisions happen once per claim; `write_entry` then steps with wraps.
-    fn write_position(&self, seq: u64, pos: u64) -> WriteAt {
+    fn write_position(&self, seq: u64, pos: u64, streaming: bool) -> WriteAt {
         WriteAt {
             slot: (seq % self.geometry.slots) as usize,
             data: self.data_index(pos),
             pos,
+            streaming,
         }
     }
 
@@ -176,17 +178,25 @@ impl Ring {
         let data_at = self.geometry.data_at();
         let data_words = self.geometry.data_words as usize;
         let room = (data_words - at.data) * 8;
+        let streaming = at.streaming;
         if msg.len() <= room {
-            super::copy_words_in(words, data_at + at.data, msg);
+            super::copy_words_in(words, data_at + at.data, msg, streaming);
         } else {
             let (head, tail) = msg.split_at(room);
-            super::copy_words_in(words, data_at + at.data, head);
-            super::copy_words_in(words, data_at, tail);
+            super::copy_words_in(words, data_at + at.data, head, streaming);
+            super::copy_words_in(words, data_at, tail, streaming);
         }
         let slot = self.geometry.slots_at() + at.slot * SLOT_WORDS;
-        words[slot].store(time, Ordering::Relaxed);
-        words[slot + 1].store(at.pos, Ordering::Relaxed);
-        words[slot + 2].store(meta(msg.len(), flags.bits(), origin), Ordering::Relaxed);
+        let meta = meta(msg.len(), flags.bits(), origin);
+        if streaming {
+            store_streaming(&words[slot], time);
+            store_streaming(&words[slot + 1], at.pos);
+            store_streaming(&words[slot + 2], meta);
+        } else {
+            words[slot].store(time, Ordering::Relaxed);
+            words[slot + 1].store(at.pos, Ordering::Relaxed);
+            words[slot + 2].store(meta, Ordering::Relaxed);
+        }
         let w = words_for(msg.len());
         at.pos += w;
         at.data += w as usize;
@@ -200,7 +210,12 @@ impl Ring {
     }
 
     /// Publishes `count` entries from `seq` once all earlier ones are.
-    fn publish(&self, seq: u64, count: u64, end_pos: u64) {
+    fn publish(&self, seq: u64, count: u64, at: &WriteAt) {
+        let end_pos = at.pos;
+        if at.streaming {
+            // The batch's streaming stores before the release store below.
+            streaming_fence();
+        }
         let published = self.region.word(hdr::PUBLISHED_SEQ);
         let mut step = 0;
         while published.load(Ordering::Acquire) != seq {
@@ -220,7 +235,14 @@ struct WriteAt {
     slot: usize,
     data: usize,
     pos: u64,
+    /// Stores bypass the cache (see `Ring::streaming`).
+    streaming: bool,
 }
+
+/// Batches smaller than this use plain stores even in a large ring: the
+/// fence that publishing streaming stores takes (a few hundred ns, while
+/// the stores drain) is worth paying only over many entries.
+const STREAMING_MIN_BATCH: usize = 64;
 
 struct Claimed {
     seq: u64,
