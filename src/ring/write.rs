@@ -82,7 +82,7 @@ impl Ring {
             let claim = self.claim(count as u64, words);
             self.wait_for_lap(claim.seq, count as u64, claim.pos, words);
             fence(Ordering::Release);
-            let streaming = self.streaming && count >= STREAMING_MIN_BATCH;
+            let streaming = self.streams(&claim, count);
             let mut at = self.write_position(claim.seq, claim.pos, streaming);
             for span in &rest[..count] {
                 let msg = &buf[span.start as usize..(span.start + span.len) as usize];
@@ -98,6 +98,18 @@ impl Ring {
             rest = &rest[count..];
         }
         Ok(seqs)
+    }
+
+    /// Whether a batch of `count` entries at `claim` is stored with
+    /// streaming stores: in a large ring, for a large batch, and not on the
+    /// first lap, where the kernel has just zeroed the pages into the cache
+    /// and plain stores are the cheaper ones.
+    #[inline(never)]
+    fn streams(&self, claim: &Claimed, count: usize) -> bool {
+        self.streaming
+            && count >= STREAMING_MIN_BATCH
+            && claim.seq > self.geometry.slots
+            && claim.pos >= self.geometry.data_words
     }
 
     /// How many leading spans fit in one claim, and their data words.
