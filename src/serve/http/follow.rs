@@ -283,6 +283,11 @@ impl Follower<'_> {
         let mut keep_alive = std::pin::pin!(tokio::time::sleep_until(
             last_sent + state.config.keep_alive
         ));
+        // Registered once, not at every wake-up: the shutdown token is
+        // shared by every stream, and re-registering with it each time
+        // was a lock taken twice per delivery.
+        let mut closed = std::pin::pin!(tx.closed());
+        let mut shutdown = std::pin::pin!(state.shutdown.cancelled());
         loop {
             // Caught up: a good moment for the self log (see report_gaps).
             super::stats::report_gaps(state, self.gaps.0, self.gaps.1);
@@ -300,8 +305,8 @@ impl Follower<'_> {
                         continue;
                     }
                 }
-                _ = tx.closed() => return Err(Gone),
-                _ = state.shutdown.cancelled() => return Err(Gone),
+                _ = closed.as_mut() => return Err(Gone),
+                _ = shutdown.as_mut() => return Err(Gone),
             }
             let mark = reg.take(&mut ranges);
             for (first, last) in ranges.drain(..) {
