@@ -202,25 +202,27 @@ fn bench_snapshot() {
     );
 }
 
+/// One whole-ring read of `r`, checking every entry; returns its rate in
+/// entries/s, (wall, reader CPU).
+fn copy_pass(r: &Ring, batch: &mut ReadBatch) -> (f64, f64) {
+    let (start, cpu) = (Instant::now(), thread_cpu());
+    let mut c = r.snapshot().cursor(All);
+    let mut n = 0u64;
+    while c.read(batch, 4096) == ReadStatus::More {
+        n += batch
+            .iter()
+            .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
+            .count() as u64;
+    }
+    let cpu = (thread_cpu() - cpu).as_secs_f64();
+    (n as f64 / start.elapsed().as_secs_f64(), n as f64 / cpu)
+}
+
 /// The read path alone: whole-ring passes over one full ring, no writer.
 fn bench_copy() {
     let r = warm_ring();
     let mut batch = ReadBatch::new();
-    let rates: Vec<(f64, f64)> = (0..runs() * 3)
-        .map(|_| {
-            let (start, cpu) = (Instant::now(), thread_cpu());
-            let mut c = r.snapshot().cursor(All);
-            let mut n = 0u64;
-            while c.read(&mut batch, 4096) == ReadStatus::More {
-                n += batch
-                    .iter()
-                    .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
-                    .count() as u64;
-            }
-            let cpu = (thread_cpu() - cpu).as_secs_f64();
-            (n as f64 / start.elapsed().as_secs_f64(), n as f64 / cpu)
-        })
-        .collect();
+    let rates: Vec<(f64, f64)> = (0..runs() * 3).map(|_| copy_pass(&r, &mut batch)).collect();
     println!(
         "copy passes over a full ring, no writer: {:.1} M entries/s wall, {:.1} M/s CPU (medians of {})",
         median(rates.iter().map(|r| r.0).collect()) / 1e6,
@@ -232,24 +234,13 @@ fn bench_copy() {
 /// A reader that copies (reads and checks) everything it can; returns its
 /// copy rate in entries/s on a full ring with no writer.
 fn follower_copy_rate() -> f64 {
-    let r = warm_ring();
-    let mut batch = ReadBatch::new();
-    let mut c = r.snapshot().cursor(All);
-    let (start, cpu) = (Instant::now(), thread_cpu());
-    let mut n = 0u64;
-    while c.read(&mut batch, 4096) == ReadStatus::More {
-        n += batch
-            .iter()
-            .filter(|i| matches!(i, Read::Entry(e) if intact(e.msg)))
-            .count() as u64;
-    }
-    let cpu = (thread_cpu() - cpu).as_secs_f64();
+    let (wall, cpu) = copy_pass(&warm_ring(), &mut ReadBatch::new());
     println!(
         "  copy pass: {:.1} M entries/s wall, {:.1} M entries/s of reader CPU",
-        n as f64 / start.elapsed().as_secs_f64() / 1e6,
-        n as f64 / cpu / 1e6
+        wall / 1e6,
+        cpu / 1e6
     );
-    n as f64 / start.elapsed().as_secs_f64()
+    wall
 }
 
 /// A writer appending `total` entries at `rate` entries/s (0: full speed)
