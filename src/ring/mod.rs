@@ -235,6 +235,8 @@ pub struct Ring {
     max_batch_words: u64,
     /// Writers store entries with streaming stores ([`STREAMING_MIN_WORDS`]).
     streaming: bool,
+    /// Readers copy with 16-byte loads ([`sync::wide_loads`]).
+    wide_loads: bool,
     recovery: Recovery,
 }
 
@@ -308,6 +310,7 @@ impl Ring {
             max_entry_len: config.max_entry_len,
             max_batch_entries: (geometry.slots / 4).max(1),
             max_batch_words: (geometry.data_words / 4).max(words_for(config.max_entry_len)),
+            wide_loads: sync::wide_loads(),
             streaming: geometry.slots * SLOT_WORDS as u64 + geometry.data_words
                 >= STREAMING_MIN_WORDS,
             recovery,
@@ -623,8 +626,16 @@ fn tail_word(tail: &[u8]) -> u64 {
 }
 
 /// Appends `len` bytes read from consecutive words from `at` (no wrap).
+/// With `wide`, the words between the first 16-byte boundary and the last
+/// whole pair are copied with [`sync::load_pairs`].
 #[inline]
-pub(crate) fn copy_words_out(words: &[AtomicU64], at: usize, len: usize, out: &mut Vec<u8>) {
+pub(crate) fn copy_words_out(
+    words: &[AtomicU64],
+    at: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+    wide: bool,
+) {
     let n = len.div_ceil(8);
     let start = out.len();
     let src = &words[at..at + n];
@@ -633,16 +644,36 @@ pub(crate) fn copy_words_out(words: &[AtomicU64], at: usize, len: usize, out: &m
     // word (`extend_from_slice`) cost more than the copy.
     out.reserve(n * 8);
     let dst = out.as_mut_ptr();
-    for (i, w) in src.iter().enumerate() {
-        let word = w.load(Ordering::Relaxed).to_le_bytes();
+    let (mut wide_from, mut wide_to) = (0, 0);
+    if wide && n >= 3 {
+        wide_from = usize::from(!(src.as_ptr() as usize).is_multiple_of(16));
+        wide_to = wide_from + (n - wide_from) / 2 * 2;
+        // SAFETY: `wide` comes from `sync::wide_loads()`; at least one pair
+        // (n >= 3); `src[wide_from]` is 16-byte aligned (words are 8-byte
+        // aligned, so skipping one reaches the boundary when not on it) and
+        // the words up to `wide_to <= n` are live atomics of `words`; the
+        // `8 * (wide_to - wide_from)` bytes at `start + 8 * wide_from` are
+        // inside the room `reserve` made and written by nothing else.
+        unsafe {
+            sync::load_pairs(
+                &src[wide_from],
+                (wide_to - wide_from) / 2,
+                dst.add(start + 8 * wide_from),
+            );
+        }
+    }
+    // The words outside the pairs (all of them without `wide`).
+    for i in (0..wide_from).chain(wide_to..n) {
+        let word = src[i].load(Ordering::Relaxed).to_le_bytes();
         // SAFETY: `reserve` made room for `n * 8` bytes past `start`, and
         // `i < n`, so the 8 bytes at `start + 8 * i` are inside the
         // allocation; `u8` has no alignment, and the buffer is not
         // borrowed anywhere else while `out` is borrowed mutably here.
         unsafe { dst.add(start + 8 * i).cast::<[u8; 8]>().write(word) };
     }
-    // SAFETY: the `n * 8 >= len` bytes from `start` were just written, so
-    // every byte below the new length is initialized.
+    // SAFETY: the `n * 8 >= len` bytes from `start` were all just written
+    // (the pairs and the rest), so every byte below the new length is
+    // initialized.
     unsafe { out.set_len(start + len) };
 }
 

@@ -100,6 +100,7 @@ impl Origins {
                         at + 2,
                         len.min(ORIGIN_BYTES),
                         &mut bytes,
+                        false,
                     );
                     decode(&bytes)
                 })

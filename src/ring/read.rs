@@ -276,6 +276,7 @@ impl<S: Select> Copier<S> {
         let words = ring.region.words();
         let data_at = ring.geometry.data_at();
         let data_words = ring.geometry.data_words as usize;
+        let wide = ring.wide_loads;
         let item_base = batch.items.len();
         self.breaks.clear();
         self.others.clear();
@@ -330,10 +331,10 @@ impl<S: Select> Copier<S> {
             let start = batch.bytes.len();
             let room = (data_words - at) * 8;
             if len <= room {
-                super::copy_words_out(words, data_at + at, len, &mut batch.bytes);
+                super::copy_words_out(words, data_at + at, len, &mut batch.bytes, wide);
             } else {
-                super::copy_words_out(words, data_at + at, room, &mut batch.bytes);
-                super::copy_words_out(words, data_at, len - room, &mut batch.bytes);
+                super::copy_words_out(words, data_at + at, room, &mut batch.bytes, wide);
+                super::copy_words_out(words, data_at, len - room, &mut batch.bytes, wide);
             }
             batch.items.push(Item::Entry {
                 seq: from + k as u64,

