@@ -111,6 +111,29 @@ fn lapped_cursor_gets_exact_gap_then_resumes() {
 }
 
 #[test]
+fn lapped_snapshot_reader_resumes_ahead_of_the_writers() {
+    let r = ring(1024, 64 * 1024);
+    let o = r.origin(Origin::new("a")).unwrap();
+    for i in 0..1024u32 {
+        r.append(&o, Flags::default(), format!("m{i}").as_bytes());
+    }
+    let snap = r.snapshot();
+    assert_eq!((snap.first(), snap.end()), (1, 1025));
+    let mut cursor = snap.cursor(All);
+    // The writers move 10 entries past the snapshot, evicting seqs 1..=10.
+    for i in 0..10u32 {
+        r.append(&o, Flags::default(), format!("n{i}").as_bytes());
+    }
+    let (entries, missed) = drain(&mut cursor);
+    // The reader resumes four times the writers' progress (40) past the
+    // oldest retained entry (11), and the gap counts everything it skipped.
+    assert_eq!(entries.first().unwrap().0, 51);
+    assert_eq!(missed, 50);
+    assert_eq!(entries.len() as u64 + missed, snap.len());
+    assert_eq!(entries.last().unwrap().0, 1024);
+}
+
+#[test]
 fn cursor_resumes_without_loss_or_duplicate() {
     let r = ring(64, 64 * 1024);
     let o = r.origin(Origin::new("a")).unwrap();

@@ -115,6 +115,26 @@ pub(crate) unsafe fn load_pairs(_src: &AtomicU64, _pairs: usize, _dst: *mut u8) 
     unreachable!("wide_loads() is false here");
 }
 
+/// Asks the CPU to start loading the cache line holding `word` into its
+/// caches. Only a hint: it reads nothing the program can see, cannot fault
+/// (any address is allowed), and does nothing where it is not supported.
+#[inline(always)]
+pub(crate) fn prefetch(word: *const AtomicU64) {
+    #[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+    // SAFETY: PREFETCHT0 has no architectural effect: it accesses no memory
+    // the program observes, raises no fault for any address, and changes no
+    // register or flag, so it behaves like Rust code that does nothing.
+    unsafe {
+        std::arch::asm!(
+            "prefetcht0 [{p}]",
+            p = in(reg) word,
+            options(nostack, preserves_flags, readonly)
+        );
+    }
+    #[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+    let _ = word;
+}
+
 /// Gives the CPU (or, under loom, the model) to another thread while waiting
 /// for a predecessor writer.
 #[cfg(not(ringtail_loom))]
