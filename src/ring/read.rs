@@ -645,6 +645,9 @@ impl<'r, S: Select> Cursor<'r, S> {
         if self.next < to {
             self.copier.copy(ring, self.next, to, batch);
             self.next = to;
+            if ring.streaming && self.end == u64::MAX {
+                ring.near_head.note(to, published, ring.geometry.slots);
+            }
         }
         ReadStatus::More
     }

@@ -101,15 +101,17 @@ impl Ring {
     }
 
     /// Whether a batch of `count` entries at `claim` is stored with
-    /// streaming stores: in a large ring, for a large batch, and not on the
+    /// streaming stores: in a large ring, for a large batch, not on the
     /// first lap, where the kernel has just zeroed the pages into the cache
-    /// and plain stores are the cheaper ones.
+    /// and plain stores are the cheaper ones, and not while a follower reads
+    /// close behind (see `NearHead`).
     #[inline(never)]
     fn streams(&self, claim: &Claimed, count: usize) -> bool {
         self.streaming
             && count >= STREAMING_MIN_BATCH
             && claim.seq > self.geometry.slots
             && claim.pos >= self.geometry.data_words
+            && !self.near_head.recent(claim.seq, self.geometry.slots)
     }
 
     /// How many leading spans fit in one claim, and their data words.
