@@ -270,10 +270,11 @@ impl NearHead {
     }
 
     /// Notes a follower that read up to `seq`, with `published` the newest
-    /// published seq.
+    /// published seq, if it is less than half a ring behind (further back,
+    /// what it reads left the cache long ago either way).
     fn note(&self, seq: u64, published: u64, slots: u64) {
         let step = (slots / 16).max(1);
-        if published - seq.min(published) < slots / 8
+        if published - seq.min(published) < slots / 2
             && seq >= self.0.load(Ordering::Relaxed).saturating_add(step)
         {
             self.0.fetch_max(seq, Ordering::Relaxed);
@@ -723,7 +724,7 @@ mod tests {
         assert!(!near.recent(800, slots), "no follower yet");
         // A follower far behind the head (a dump, a lagging reader) does
         // not count.
-        near.note(5000, 5000 + slots / 8, slots);
+        near.note(5000, 5000 + slots / 2, slots);
         assert!(!near.recent(5000, slots));
         // One near the head does, for half a lap.
         near.note(5000, 5100, slots);
