@@ -20,7 +20,7 @@
 //!   blocks and never ends) is read at most [`DEVICE_READ_RATE`] bytes per
 //!   second, so it can neither burn a core nor wash every other source out
 //!   of the ring in an instant; regular files are read at full speed. The optional per-source rate limit
-//!   ([`RateLimit`](super::RateLimit)) drops lines over the limit and says
+//!   ([`RateLimit`]) drops lines over the limit and says
 //!   so in one "suppressed N lines from SOURCE" self-log entry per interval.
 //! - **Bounded idle cost.** An idle source holds no read buffer (buffers go
 //!   back to a shared pool whenever a source has nothing to read), only its

@@ -361,6 +361,21 @@ fn export(state: Arc<HttpState>, q: EntriesQuery, format: Format) -> Result<Resp
 /// The client went away, or the server is stopping.
 pub(super) struct Gone;
 
+/// Takes what `out` holds as one chunk. Small chunks (a follower's few
+/// lines) are copied and the buffer kept; big ones are handed over whole.
+pub(super) fn take_chunk(out: &mut Vec<u8>) -> axum::body::Bytes {
+    if out.len() < CHUNK / 4 {
+        let c = axum::body::Bytes::copy_from_slice(out);
+        out.clear();
+        c
+    } else {
+        axum::body::Bytes::from(std::mem::replace(
+            out,
+            Vec::with_capacity(CHUNK + CHUNK / 4),
+        ))
+    }
+}
+
 /// Hands `out` to the body unless shutdown comes first (then the response
 /// is aborted, so the client does not take it for complete).
 pub(super) async fn send(
@@ -371,24 +386,25 @@ pub(super) async fn send(
     if out.is_empty() {
         return Ok(());
     }
-    // Small chunks (a follower's few lines) are copied and the buffer kept;
-    // big ones are handed over whole.
-    let chunk = if out.len() < CHUNK / 4 {
-        let c = axum::body::Bytes::copy_from_slice(out);
-        out.clear();
-        c
-    } else {
-        axum::body::Bytes::from(std::mem::replace(
-            out,
-            Vec::with_capacity(CHUNK + CHUNK / 4),
-        ))
+    let chunk = take_chunk(out);
+    let shutting_down = || {
+        let _ = tx.try_send(Err(std::io::Error::other("ringtail is shutting down")));
+        Err(Gone)
+    };
+    if state.shutdown.is_cancelled() {
+        return shutting_down();
+    }
+    // The channel almost always has room (a follower's chunks are small and
+    // rare): hand the chunk over without waiting, which spares registering
+    // with the shared shutdown token, a lock taken twice per delivery.
+    let chunk = match tx.try_send(Ok(chunk)) {
+        Ok(()) => return Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(chunk)) => chunk,
     };
     tokio::select! {
-        _ = state.shutdown.cancelled() => {
-            let _ = tx.try_send(Err(std::io::Error::other("ringtail is shutting down")));
-            Err(Gone)
-        }
-        r = tx.send(Ok(chunk)) => r.map_err(|_| Gone),
+        _ = state.shutdown.cancelled() => shutting_down(),
+        r = tx.send(chunk) => r.map_err(|_| Gone),
     }
 }
 

@@ -39,7 +39,8 @@
 //! # Slow clients
 //!
 //! A client that reads slower than entries arrive makes its stream wait
-//! (at most [`super::STREAM_CHUNKS`] chunks queue up); meanwhile the ring
+//! (the stream runs inside its response body, so it renders the next chunk
+//! only when the connection has written the last); meanwhile the ring
 //! goes on evicting, and when the stream reads again it sends a `gap` with
 //! the exact count. Memory per stream is bounded, and nobody else waits.
 //! At most `--http-max-followers` streams run at once; past that, 503.
@@ -51,10 +52,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::entries::{accepts, entry_object, future_seq, lines_content_type, send, Gone};
+use super::entries::{accepts, entry_object, future_seq, lines_content_type, take_chunk, Gone};
 use super::hub::Registration;
 use super::params::{self, FollowOutput};
-use super::{batch_size, ApiError, HttpState, Live, CHUNK};
+use super::{batch_size, ApiError, HttpState, Live, Yielder, CHUNK};
 use crate::filter::Filter;
 use crate::format::{self, Format};
 use crate::ring::{Read, ReadBatch, ReadStatus, Snapshot};
@@ -156,9 +157,8 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             format!("cannot start following: {e}"),
         )
     })?;
-    let (tx, body) = super::streamed_body();
     let limit = q.limit;
-    tokio::spawn(async move {
+    let body = super::produced_body(move |tx| async move {
         // The follower slot is free once this task ends.
         let _permit = permit;
         let mut f = Follower {
@@ -239,7 +239,7 @@ impl Follower<'_> {
         filter: &Arc<Filter>,
         at: Start,
         reg: &Registration,
-        tx: &super::Chunks,
+        tx: &Yielder,
     ) -> Result<(), Gone> {
         let state = self.state;
         let ring = &*state.ring;
@@ -262,6 +262,11 @@ impl Follower<'_> {
             self.render(&batch);
             let done = self.left == 0;
             if status == ReadStatus::CaughtUp || self.out.len() >= CHUNK || done {
+                // The live loop below watches for shutdown; a long backlog
+                // checks at each (large) chunk.
+                if state.shutdown.is_cancelled() {
+                    return self.abort(tx).await;
+                }
                 self.flush(tx).await?;
             }
             if done {
@@ -285,8 +290,8 @@ impl Follower<'_> {
         ));
         // Registered once, not at every wake-up: the shutdown token is
         // shared by every stream, and re-registering with it each time
-        // was a lock taken twice per delivery.
-        let mut closed = std::pin::pin!(tx.closed());
+        // was a lock taken twice per delivery. (A client that goes away
+        // needs no branch: the connection drops the body, and this with it.)
         let mut shutdown = std::pin::pin!(state.shutdown.cancelled());
         loop {
             // Caught up: a good moment for the self log (see report_gaps).
@@ -305,8 +310,7 @@ impl Follower<'_> {
                         continue;
                     }
                 }
-                _ = closed.as_mut() => return Err(Gone),
-                _ = shutdown.as_mut() => return Err(Gone),
+                _ = shutdown.as_mut() => return self.abort(tx).await,
             }
             let mark = reg.take(&mut ranges);
             for (first, last) in ranges.drain(..) {
@@ -420,13 +424,21 @@ impl Follower<'_> {
         self.out.push(b'\n');
     }
 
+    /// Ends the stream on shutdown with an error, so that the client does
+    /// not take it for complete.
+    async fn abort(&mut self, tx: &Yielder) -> Result<(), Gone> {
+        tx.send(Err(std::io::Error::other("ringtail is shutting down")))
+            .await;
+        Err(Gone)
+    }
+
     /// Sends what is rendered and records the delivery latency of its
     /// entries.
-    async fn flush(&mut self, tx: &super::Chunks) -> Result<(), Gone> {
+    async fn flush(&mut self, tx: &Yielder) -> Result<(), Gone> {
         if self.out.is_empty() {
             return Ok(());
         }
-        send(tx, &mut self.out, self.state).await?;
+        tx.send(Ok(take_chunk(&mut self.out))).await;
         if !self.times.is_empty() {
             let now = timefmt::now_ns();
             self.state.metrics.delivery.record(

@@ -24,9 +24,11 @@
 //!   bytes (then 413); non-streaming requests end after
 //!   [`HttpConfig::timeout`] (then 408); regexes are capped by the filter
 //!   ([`crate::filter::REGEX_SIZE_LIMIT`]).
-//! - **Bounded memory per client.** Streamed answers (NDJSON exports,
-//!   follows) go through a channel of [`STREAM_CHUNKS`] chunks of about
-//!   [`CHUNK`] bytes; each reader reads the ring through its own cursor, so
+//! - **Bounded memory per client.** NDJSON exports go through a channel of
+//!   [`STREAM_CHUNKS`] chunks of about [`CHUNK`] bytes (rendering the next
+//!   chunk while the connection writes the last); follows render inside
+//!   their body (`produced_body`), one chunk at a time, on the
+//!   connection's task. Each reader reads the ring through its own cursor, so
 //!   a slow client falls behind in the ring (and is told so with a gap)
 //!   instead of growing a buffer.
 //! - **gzip** for answers over 1 KiB when the client accepts it, except
@@ -503,6 +505,66 @@ pub(crate) fn streamed_body() -> (Chunks, Body) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     (tx, Body::from_stream(stream))
+}
+
+/// Where a producer running inside its own body ([`produced_body`]) puts
+/// the next chunk; an `Err` aborts the response.
+pub(crate) struct Yielder {
+    slot: Arc<std::sync::Mutex<Option<Result<Bytes, io::Error>>>>,
+}
+
+impl Yielder {
+    /// Hands `chunk` to the body and returns once the connection asks for
+    /// the next one, so at most one chunk waits for the client.
+    pub(crate) async fn send(&self, chunk: Result<Bytes, io::Error>) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(chunk);
+        // Pending once: `produced_body` sees the chunk and returns it; the
+        // connection polls again when it wants more, and then this is done.
+        let mut yielded = false;
+        std::future::poll_fn(|_| {
+            if std::mem::replace(&mut yielded, true) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A body whose chunks come from `produce`, which runs inside the body: on
+/// the connection's own task, polled when the connection wants data. A
+/// stream that delivers a few lines at a time (a follower) then costs one
+/// task wake-up per delivery instead of two plus a channel hand-off, and
+/// when the client goes away the connection drops the body and with it the
+/// producer. The producer must await something that registers the waker
+/// (a timer, a `Notify`) whenever it has nothing to send.
+pub(crate) fn produced_body<F, Fut>(produce: F) -> Body
+where
+    F: FnOnce(Yielder) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let mut producer = Some(Box::pin(produce(Yielder { slot: slot.clone() })));
+    let take = move || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        if let Some(chunk) = take() {
+            return std::task::Poll::Ready(Some(chunk));
+        }
+        let Some(running) = producer.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let done = running.as_mut().poll(cx).is_ready();
+        if done {
+            producer = None;
+        }
+        match take() {
+            Some(chunk) => std::task::Poll::Ready(Some(chunk)),
+            None if done => std::task::Poll::Ready(None),
+            None => std::task::Poll::Pending,
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// Entries per ring read: about [`CHUNK`] bytes of messages, judged from
