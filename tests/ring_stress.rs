@@ -99,16 +99,17 @@ impl Tally {
     }
 }
 
-fn writer(ring: &Ring, w: u32, batched: bool) {
+/// Writes `per_writer` messages, in batches of 1 to `spread` when batched.
+fn writer(ring: &Ring, w: u32, batched: bool, per_writer: u64, spread: u64) {
     let origin = ring.origin(Origin::new(format!("writer-{w}"))).unwrap();
     let mut n = 0;
     let mut buf = Vec::new();
     let mut spans = Vec::new();
-    while n < PER_WRITER {
+    while n < per_writer {
         if batched {
             buf.clear();
             spans.clear();
-            for _ in 0..(1 + n % 13) {
+            for _ in 0..(1 + n % spread).min(per_writer - n) {
                 let m = message(w, n, 200);
                 spans.push(Span {
                     start: buf.len() as u32,
@@ -128,13 +129,31 @@ fn writer(ring: &Ring, w: u32, batched: bool) {
 
 #[test]
 fn concurrent_writers_and_readers_never_see_torn_entries() {
-    let ring = small_ring();
+    stress(small_ring(), PER_WRITER, 13);
+}
+
+/// A ring big enough for streaming stores (64 MiB), lapped twice over in
+/// bytes: writers switch between streaming and plain stores as followers
+/// come near the head and fall back, and readers must see no difference.
+#[test]
+fn streaming_ring_under_writers_and_readers_never_shows_torn_entries() {
+    let mut c = RingConfig::new(4096);
+    c.max_bytes = 64 << 20;
+    c.max_entry_len = 256;
+    let ring = Arc::new(Ring::open(&c).unwrap());
+    // About 136 bytes per message on average: 1M messages are 136 MB,
+    // two laps of the data area; batches of up to 150 entries (streaming
+    // starts at 64).
+    stress(ring, 250_000, 150);
+}
+
+fn stress(ring: Arc<Ring>, per_writer: u64, spread: u64) {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let ring = &ring;
-                s.spawn(move || writer(ring, w, w % 2 == 0))
+                s.spawn(move || writer(ring, w, w % 2 == 0, per_writer, spread))
             })
             .collect();
         // Followers from the start: they must account for every seq.
@@ -208,7 +227,7 @@ fn concurrent_writers_and_readers_never_see_torn_entries() {
             w.join().unwrap();
         }
         done.store(true, Ordering::Release);
-        let total = WRITERS as u64 * PER_WRITER;
+        let total = WRITERS as u64 * per_writer;
         assert_eq!(ring.published_seq(), total + 1);
         for f in followers {
             let t = f.join().unwrap();
