@@ -882,3 +882,38 @@ fn serve_refuses_exposed_http_without_a_token() {
     );
     assert!(!dir.path().join("l.sock").exists(), "nothing was bound");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_push_cap_comes_from_the_configuration() {
+    let mut cfg = config();
+    cfg.loki.max_push_bytes = 4096;
+    let s = TestServer::start(100, cfg).await;
+    let push = |body: Vec<u8>, gzip: bool| {
+        let mut r = s
+            .client
+            .post(s.url("/loki/api/v1/push"))
+            .header("content-type", "application/json");
+        if gzip {
+            r = r.header("content-encoding", "gzip");
+        }
+        r.body(body).send()
+    };
+    let small = serde_json::json!({"streams":[{"stream":{"source":"p"},"values":[["1","ok"]]}]});
+    let r = push(serde_json::to_vec(&small).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Under the cap compressed, over it once inflated: the message names
+    // the flag that raises it.
+    let big = serde_json::json!({"streams":[{"stream":{"source":"p"},"values":[["1","x".repeat(8000)]]}]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &serde_json::to_vec(&big).unwrap()).unwrap();
+    let r = push(gz.finish().unwrap(), true).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("--loki-max-push"));
+    // Over the cap as sent.
+    let r = push(serde_json::to_vec(&big).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}

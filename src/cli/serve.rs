@@ -149,6 +149,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = super::parse_size)]
     pub http_max_body: u64,
 
+    /// Largest Loki push body (POST /loki/api/v1/push), compressed and
+    /// once decompressed, e.g. 32MiB; larger ones get 413.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = super::parse_size)]
+    pub loki_max_push: u64,
+
     /// How long a non-streaming HTTP request may take (e.g. 30s); longer
     /// ones get 408.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
@@ -402,6 +407,11 @@ impl ServeArgs {
                         default_limit: http::DEFAULT_LIMIT.min(self.http_max_limit),
                         max_followers: self.http_max_followers,
                         max_body: usize::try_from(self.http_max_body).unwrap_or(usize::MAX),
+                        loki: crate::serve::loki::LokiLimits {
+                            max_push_bytes: usize::try_from(self.loki_max_push)
+                                .unwrap_or(usize::MAX),
+                            ..Default::default()
+                        },
                         timeout: self.http_timeout,
                         max_line_len: self.max_line_len,
                         long_lines: self.long_lines,
@@ -616,6 +626,14 @@ mod tests {
         assert!(h.explicit);
         assert_eq!(h.addr.port(), 0);
         assert_eq!((h.config.max_limit, h.config.default_limit), (50, 50));
+        assert_eq!(h.config.loki.max_push_bytes, 32 << 20);
+        let h = parse(&["--loki-max-push", "4MiB", "--http-max-body", "64KiB"])
+            .to_config()
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(h.config.loki.max_push_bytes, 4 << 20);
+        assert_eq!(h.config.max_body, 64 << 10);
         // Beyond loopback: a token or --http-insecure, nothing else.
         let e = parse(&["--http", "0.0.0.0:7464"]).to_config().unwrap_err();
         assert!(e.contains("--http-token"), "{e}");

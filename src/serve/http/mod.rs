@@ -168,6 +168,8 @@ pub struct HttpConfig {
     /// ingest does (`--max-line-len`, `--long-lines`).
     pub max_line_len: usize,
     pub long_lines: LongLines,
+    /// Limits of the Loki API (`--loki-max-push`).
+    pub loki: loki::LokiLimits,
 }
 
 impl Default for HttpConfig {
@@ -182,6 +184,7 @@ impl Default for HttpConfig {
             keep_alive: DEFAULT_KEEP_ALIVE,
             max_line_len: 1024,
             long_lines: LongLines::Split,
+            loki: loki::LokiLimits::default(),
         }
     }
 }
@@ -351,17 +354,15 @@ pub fn app(
     config: HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
+    let loki = config.loki;
     let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown);
-    app_with(state, merged_routers(ring, selflog))
+    app_with(state, merged_routers(ring, selflog, loki))
 }
 
 /// The routers served beside this module's: the Loki API and the
 /// dashboard. Add a line here to serve another.
-pub fn merged_routers(ring: Arc<Ring>, selflog: SelfLog) -> Vec<Router> {
-    vec![
-        loki::router(ring, selflog, loki::LokiLimits::default()),
-        dashboard::router(),
-    ]
+pub fn merged_routers(ring: Arc<Ring>, selflog: SelfLog, loki: loki::LokiLimits) -> Vec<Router> {
+    vec![loki::router(ring, selflog, loki), dashboard::router()]
 }
 
 /// [`app`] with the state built by the caller (to read its metrics) and
@@ -611,8 +612,9 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    let loki = config.loki;
     let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown.clone());
-    let app = app_with(state.clone(), merged_routers(ring, selflog));
+    let app = app_with(state.clone(), merged_routers(ring, selflog, loki));
     let task = tokio::spawn(serve(listener, app, shutdown.clone()));
     Ok(Running {
         addr,

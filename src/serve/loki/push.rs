@@ -140,7 +140,8 @@ fn too_large(max_bytes: usize) -> LokiError {
     LokiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
-            "push body is larger than {max_bytes} bytes once decompressed: send smaller batches"
+            "push body is larger than {max_bytes} bytes once decompressed: send smaller batches \
+             or raise --loki-max-push"
         ),
     )
 }
