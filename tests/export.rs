@@ -106,7 +106,7 @@ impl Daemon {
                     e.origin.source.clone(),
                     String::from_utf8_lossy(&e.msg).into_owned(),
                 )),
-                Record::Gap { .. } => None,
+                Record::Gap { .. } | Record::Ring { .. } => None,
             })
             .collect()
     }
@@ -421,4 +421,32 @@ fn two_exporters_do_not_share_a_directory() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("another `ringtail export`"));
     let _ = first.kill();
     let _ = first.wait();
+}
+
+#[test]
+fn a_replaced_ring_is_exported_from_its_start_not_from_the_old_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("logs");
+    let d = Daemon::start(tmp.path(), &[]);
+    d.log_lines(b"web", &lines("old", 1..=3));
+    d.wait_msg("old03");
+    assert!(d.export(&out, &["--once"]).status.success());
+    let state = fs::read_to_string(out.join(STATE_FILE)).unwrap();
+    assert!(state.contains("ring_id"), "{state}");
+    drop(d);
+    // A new daemon without --ring-file: a new ring, whose seqs start over
+    // and soon pass the seq the export state holds.
+    let d = Daemon::start(tmp.path(), &[]);
+    d.log_lines(b"web", &lines("new", 1..=20));
+    d.wait_msg("new20");
+    let o = d.export(&out, &["--once"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut want = lines("old", 1..=3);
+    want.extend(lines("new", 1..=20));
+    assert_eq!(messages(&out.join("web.log")), want);
+    let own = messages(&out.join("ringtail.log"));
+    assert!(
+        own.iter().any(|m| m.contains("ring was replaced")),
+        "{own:?}"
+    );
 }

@@ -362,6 +362,19 @@ fn bad_geometry_is_a_clear_error() {
 }
 
 #[test]
+fn ring_ids_are_random_per_ring_and_kept_by_a_ring_file() {
+    let (a, b) = (ring(8, 4096), ring(8, 4096));
+    assert!(a.id() != 0 && b.id() != 0 && a.id() != b.id());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = RingConfig::new(32);
+    c.file = Some(dir.path().join("ring"));
+    let first = Ring::open(&c).unwrap().id();
+    assert_eq!(Ring::open(&c).unwrap().id(), first, "reopened: same ring");
+    c.reset = true;
+    assert_ne!(Ring::open(&c).unwrap().id(), first, "reset: a new ring");
+}
+
+#[test]
 fn ring_file_reopens_with_entries_seqs_and_origins() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ring");

@@ -156,6 +156,8 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
                 format::write_entry(&mut rendered, args.output, &e.as_ref());
                 out.write_all(&rendered)?;
             }
+            // Not asked for (no `ring_info`); nothing to show.
+            Ok(Record::Ring { .. }) => {}
             Ok(Record::Gap { first_seq, missed }) => {
                 out.flush()?;
                 eprintln!("ringtail: {}", format::gap_message(first_seq, missed));

@@ -250,6 +250,21 @@ pub struct Ring {
 /// fresh entries in cache.
 const STREAMING_MIN_WORDS: u64 = 8 << 20;
 
+/// A random, non-zero ring id: `RandomState` is seeded from the operating
+/// system's random source, and the time and process id tell apart two
+/// rings made in one process.
+fn new_ring_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}
+
 /// The newest seq a follower read up to while near the head of a streaming
 /// ring, rounded to steps of a sixteenth of the slots. Streaming stores send
 /// fresh entries to DRAM, and a follower close behind the writers would
@@ -330,6 +345,11 @@ impl Ring {
             Opened::Existing => recover(&region, &geometry),
         };
         let h = |i| region.word(i).load(Ordering::Acquire);
+        if h(hdr::RING_ID) == 0 {
+            region
+                .word(hdr::RING_ID)
+                .store(new_ring_id(), Ordering::Release);
+        }
         recovery.epoch = h(hdr::EPOCH) + 1;
         region
             .word(hdr::EPOCH)
@@ -372,6 +392,13 @@ impl Ring {
     /// What opening found (all zero for anonymous memory).
     pub fn recovery(&self) -> Recovery {
         self.recovery
+    }
+
+    /// This ring's identity, never 0: random for each new ring (anonymous
+    /// or file), the same for every reopening of a ring file. Seqs are
+    /// only comparable between readings of the same ring id.
+    pub fn id(&self) -> u64 {
+        self.region.word(hdr::RING_ID).load(Ordering::Acquire)
     }
 
     pub fn geometry(&self) -> Geometry {

@@ -52,6 +52,11 @@ pub(crate) mod hdr {
     /// Entries claimed but never published by a crashed process, summed
     /// over every recovery of this file.
     pub const TORN_TOTAL: usize = 25;
+    /// This ring's identity: random, set when the ring is made (or when a
+    /// file from before this word existed is first reopened), kept across
+    /// reopenings. A reader resuming by seq checks it to know the seqs it
+    /// holds are this ring's.
+    pub const RING_ID: usize = 26;
     pub const WORDS: usize = 64;
 }
 

@@ -40,6 +40,8 @@
 //! | `contains` | the message contains this text |
 //! | `regex` | the message matches this regular expression |
 //! | `format` | `"ndjson"` (default), or any [`Format`] |
+//! | `ring_info` | `true`: the answer starts with `{"ring":{"id":"<16 hex digits>","first_seq":N,"end_seq":N}}` (ndjson only) |
+//! | `ring_id` | the ring `since_seq` was read from; if the daemon's ring is another (it restarted without `--ring-file`), the request is refused, so a resuming client starts over instead of skipping |
 //!
 //! The answer is NDJSON entries carrying `seq`, with explicit
 //! `{"gap":{"first_seq":N,"missed":N}}` records, so a reader that saw seq N
@@ -233,6 +235,13 @@ pub struct JsonRequest {
     pub regex: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
+    /// The ring `since_seq` was read from (16 hex digits, from a `ring`
+    /// record): a daemon whose ring is another refuses the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_id: Option<String>,
+    /// Start the answer with a `ring` record (ndjson only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ring_info: bool,
 }
 
 /// A checked request, ready to serve.
@@ -247,6 +256,10 @@ pub struct Request {
     pub limit: Option<u64>,
     pub filter: Filter,
     pub format: Format,
+    /// The ring `since_seq` belongs to.
+    pub ring_id: Option<u64>,
+    /// Start with a `ring` record.
+    pub ring_info: bool,
 }
 
 impl Request {
@@ -259,6 +272,8 @@ impl Request {
             limit: None,
             filter: Filter::all(),
             format,
+            ring_id: None,
+            ring_info: false,
         }
     }
 }
@@ -278,6 +293,10 @@ pub enum RequestError {
     /// `since_seq` past the newest entry: the ring is not the one the
     /// client read before.
     FutureSeq { since_seq: u64, newest: u64 },
+    /// `ring_id` names another ring than the daemon's.
+    OtherRing { given: u64, ring: u64 },
+    /// A field with a value it cannot take.
+    Field(String),
 }
 
 impl fmt::Display for RequestError {
@@ -309,6 +328,12 @@ impl fmt::Display for RequestError {
                 "since_seq {since_seq} is past the newest entry (seq {newest}): this ring was \
                  reset or replaced since that seq was read; ask again without since_seq"
             ),
+            RequestError::OtherRing { given, ring } => write!(
+                f,
+                "ring_id {given:016x} is not this daemon's ring ({ring:016x}): the ring was \
+                 replaced since that since_seq was read; ask again without since_seq and ring_id"
+            ),
+            RequestError::Field(e) => write!(f, "bad request: {e}"),
         }
     }
 }
@@ -346,6 +371,25 @@ pub fn parse_request_at(line: &[u8], now_ns: u64) -> Result<Request, RequestErro
             mode: req.mode,
         });
     }
+    let format = req.format.unwrap_or(Format::Ndjson);
+    if req.ring_info && format != Format::Ndjson {
+        return Err(RequestError::Field(
+            "`ring_info` needs format \"ndjson\" (the default)".into(),
+        ));
+    }
+    let ring_id = match &req.ring_id {
+        None => None,
+        Some(hex) => Some(
+            u64::from_str_radix(hex, 16)
+                .ok()
+                .filter(|_| hex.len() == 16)
+                .ok_or_else(|| {
+                    RequestError::Field(format!(
+                        "`ring_id` is {hex:?}; send the 16 hex digits of a `ring` record's id"
+                    ))
+                })?,
+        ),
+    };
     let mut b = FilterBuilder::new().now(now_ns);
     for s in &req.sources {
         b = b.source(s.as_str());
@@ -382,7 +426,9 @@ pub fn parse_request_at(line: &[u8], now_ns: u64) -> Result<Request, RequestErro
         tail: req.tail,
         limit: req.limit,
         filter: b.build()?,
-        format: req.format.unwrap_or(Format::Ndjson),
+        format,
+        ring_id,
+        ring_info: req.ring_info,
     })
 }
 
@@ -787,6 +833,12 @@ async fn answer(
     } else {
         snap.end()
     };
+    if let Some(given) = request.ring_id.filter(|&id| id != ring.id()) {
+        return Err(AnswerError::Request(RequestError::OtherRing {
+            given,
+            ring: ring.id(),
+        }));
+    }
     if let Some(seen) = request.since_seq {
         // A client that saw seq N of this ring has N < end (N = end - 1:
         // it is caught up, and gets what comes next).
@@ -812,6 +864,15 @@ async fn answer(
         None
     };
     let mut out = Vec::with_capacity(FLUSH_AT + 64 * 1024);
+    if request.ring_info {
+        let _ = writeln!(
+            out,
+            "{{\"ring\":{{\"id\":\"{:016x}\",\"first_seq\":{},\"end_seq\":{}}}}}",
+            ring.id(),
+            snap.first(),
+            snap.end()
+        );
+    }
     let mut left = request.limit.unwrap_or(u64::MAX);
     let max = batch_size(ring);
     let mut batch = ReadBatch::new();
@@ -951,6 +1012,19 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_fields() {
+        let r = parse_request(br#"{"since_seq":7,"ring_id":"00000000000000ff","ring_info":true}"#)
+            .unwrap();
+        assert_eq!((r.ring_id, r.ring_info), (Some(255), true));
+        let e = |line: &str| parse_request(line.as_bytes()).unwrap_err().to_string();
+        assert!(e(r#"{"ring_id":"ff"}"#).contains("16 hex digits"));
+        assert!(e(r#"{"ring_id":"zz00000000000000"}"#).contains("16 hex digits"));
+        assert!(e(r#"{"ring_info":true,"format":"json"}"#).contains("ndjson"));
+        let refused = RequestError::OtherRing { given: 1, ring: 2 }.to_string();
+        assert!(refused.contains("since_seq") && refused.contains("0000000000000002"));
+    }
 
     #[test]
     fn parses_a_full_request() {

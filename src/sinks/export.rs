@@ -43,7 +43,11 @@
 //! cut back to it (the lines of a batch that was interrupted), and the
 //! export resumes at the recorded seq. So a restart, even after `kill -9`
 //! of the exporter, neither repeats nor skips a line, as long as the daemon
-//! still holds the entries. Rotation happens only between batches, after a
+//! still holds the entries. The state also holds the id of the ring the
+//! seq counts in; the exporter sends it with the seq, and a daemon whose
+//! ring is another (restarted without `--ring-file`) refuses, so the export
+//! starts that ring from its oldest entry instead of skipping its first
+//! seqs. Rotation happens only between batches, after a
 //! commit. Entries the daemon evicted before the exporter got them are
 //! reported as a gap: a line in `ringtail.log` (the file of the daemon's
 //! own source) and a warning on stderr.
@@ -162,6 +166,10 @@ struct State {
     /// Files a batch in progress appends to, with their length before it.
     #[serde(default)]
     pending: BTreeMap<String, u64>,
+    /// The id of the ring `next_seq` counts in (16 hex digits; absent in
+    /// state files from before ring ids, and until the first answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring_id: Option<String>,
 }
 
 /// An open log file and its size.
@@ -310,6 +318,7 @@ impl Exporter {
                         "export: the daemon's ring was replaced (next seq was {}); exporting it from its oldest entry",
                         self.state.next_seq
                     ))?;
+                    self.state.ring_id = None;
                     self.commit(0)?;
                     continue;
                 }
@@ -352,8 +361,15 @@ impl Exporter {
             } else {
                 memlogq::Mode::Dump
             },
-            // The daemon resumes strictly after the seq it is given.
+            // The daemon resumes strictly after the seq it is given, and
+            // refuses if its ring is not the one that seq counts in.
             since_seq: self.state.next_seq.checked_sub(1),
+            ring_id: self
+                .state
+                .ring_id
+                .clone()
+                .filter(|_| self.state.next_seq > 0),
+            ring_info: true,
             format: Some(Format::Ndjson),
             ..JsonRequest::default()
         });
@@ -414,6 +430,15 @@ impl Exporter {
         let mut lines: Vec<(String, Vec<u8>, u64)> = Vec::with_capacity(batch.len());
         for record in batch {
             match record {
+                Record::Ring { id } => {
+                    // The daemon checked the id we sent; this records the
+                    // ring's id the first time (and for older state files).
+                    let id = format!("{id:016x}");
+                    if self.state.ring_id.as_deref() != Some(id.as_str()) {
+                        self.state.ring_id = Some(id);
+                        self.commit(self.state.next_seq)?;
+                    }
+                }
                 Record::Entry(e) => {
                     if e.seq != 0 && e.seq < next_seq {
                         // Already exported (the daemon resent it).

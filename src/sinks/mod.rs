@@ -27,6 +27,16 @@ pub enum Record {
         first_seq: u64,
         missed: u64,
     },
+    /// The answer's ring (asked for with `ring_info`): seqs resume only
+    /// within the same ring id.
+    Ring {
+        id: u64,
+    },
+}
+
+#[derive(Deserialize)]
+struct WireRing {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +60,7 @@ pub enum RecordError {
 struct Wire {
     error: Option<String>,
     gap: Option<WireGap>,
+    ring: Option<WireRing>,
     seq: Option<u64>,
     time: Option<String>,
     time_ns: Option<u64>,
@@ -78,6 +89,11 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
     })?;
     if let Some(reason) = wire.error {
         return Err(RecordError::Refused(reason));
+    }
+    if let Some(r) = wire.ring {
+        let id = u64::from_str_radix(&r.id, 16)
+            .map_err(|e| bad(format!("bad ring id {:?} from the daemon: {e}", r.id)))?;
+        return Ok(Record::Ring { id });
     }
     if let Some(g) = wire.gap {
         return Ok(Record::Gap {
