@@ -22,10 +22,16 @@ const BATCH: usize = 256;
 /// caches, so appends run at memory bandwidth); memlogd's default of 5000
 /// lines fits in cache.
 fn ring_lines() -> u64 {
-    std::env::var("RING_BENCH_LINES")
+    env_or("RING_BENCH_LINES", 1_000_000)
+}
+
+/// The value of environment variable `name`, or `default` when it is
+/// unset or not a number.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(default)
 }
 
 fn ring() -> Ring {
@@ -64,15 +70,11 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
-/// Entries per read call: `RING_BENCH_READ`, default 4096.
+/// Entries per read call: `RING_BENCH_READ`, default 4096 (read once: it
+/// is asked for at every read).
 fn read_size() -> usize {
     static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *SIZE.get_or_init(|| {
-        std::env::var("RING_BENCH_READ")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4096)
-    })
+    *SIZE.get_or_init(|| env_or("RING_BENCH_READ", 4096))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,10 +83,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn runs() -> usize {
-    std::env::var("RING_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(7)
+    env_or("RING_BENCH_RUNS", 7)
 }
 
 /// Appends `entries` in batches; returns (wall, CPU) ns per entry.

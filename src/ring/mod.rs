@@ -289,7 +289,7 @@ impl NearHead {
     /// what it reads left the cache long ago either way).
     fn note(&self, seq: u64, published: u64, slots: u64) {
         let step = (slots / 16).max(1);
-        if published - seq.min(published) < slots / 2
+        if published.saturating_sub(seq) < slots / 2
             && seq >= self.0.load(Ordering::Relaxed).saturating_add(step)
         {
             self.0.fetch_max(seq, Ordering::Relaxed);

@@ -606,7 +606,7 @@ impl<'r, S: Select> Cursor<'r, S> {
         batch.clear();
         let ring = self.ring;
         let published = ring.published_seq();
-        let writers_moved = published - self.published_before.min(published);
+        let writers_moved = published.saturating_sub(self.published_before);
         self.published_before = published;
         let limit = published.min(self.end);
         if self.next >= limit {

@@ -346,6 +346,19 @@ impl From<FilterError> for RequestError {
     }
 }
 
+/// A ring id as the protocol carries it: 16 hex digits (a JSON number
+/// could not carry every u64 to every client).
+pub fn ring_id_text(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The ring id in `text`, if it is 16 hex digits.
+pub fn parse_ring_id(text: &str) -> Option<u64> {
+    u64::from_str_radix(text, 16)
+        .ok()
+        .filter(|_| text.len() == 16)
+}
+
 /// Parses and checks one JSON request line (trailing newline optional).
 /// Relative times count back from now.
 pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
@@ -379,16 +392,11 @@ pub fn parse_request_at(line: &[u8], now_ns: u64) -> Result<Request, RequestErro
     }
     let ring_id = match &req.ring_id {
         None => None,
-        Some(hex) => Some(
-            u64::from_str_radix(hex, 16)
-                .ok()
-                .filter(|_| hex.len() == 16)
-                .ok_or_else(|| {
-                    RequestError::Field(format!(
-                        "`ring_id` is {hex:?}; send the 16 hex digits of a `ring` record's id"
-                    ))
-                })?,
-        ),
+        Some(hex) => Some(parse_ring_id(hex).ok_or_else(|| {
+            RequestError::Field(format!(
+                "`ring_id` is {hex:?}; send the 16 hex digits of a `ring` record's id"
+            ))
+        })?),
     };
     let mut b = FilterBuilder::new().now(now_ns);
     for s in &req.sources {
@@ -867,8 +875,8 @@ async fn answer(
     if request.ring_info {
         let _ = writeln!(
             out,
-            "{{\"ring\":{{\"id\":\"{:016x}\",\"first_seq\":{},\"end_seq\":{}}}}}",
-            ring.id(),
+            "{{\"ring\":{{\"id\":\"{}\",\"first_seq\":{},\"end_seq\":{}}}}}",
+            ring_id_text(ring.id()),
             snap.first(),
             snap.end()
         );

@@ -433,7 +433,7 @@ impl Exporter {
                 Record::Ring { id } => {
                     // The daemon checked the id we sent; this records the
                     // ring's id the first time (and for older state files).
-                    let id = format!("{id:016x}");
+                    let id = memlogq::ring_id_text(*id);
                     if self.state.ring_id.as_deref() != Some(id.as_str()) {
                         self.state.ring_id = Some(id);
                         self.commit(self.state.next_seq)?;

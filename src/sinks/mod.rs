@@ -91,8 +91,8 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
         return Err(RecordError::Refused(reason));
     }
     if let Some(r) = wire.ring {
-        let id = u64::from_str_radix(&r.id, 16)
-            .map_err(|e| bad(format!("bad ring id {:?} from the daemon: {e}", r.id)))?;
+        let id = crate::serve::memlogq::parse_ring_id(&r.id)
+            .ok_or_else(|| bad(format!("bad ring id {:?} from the daemon", r.id)))?;
         return Ok(Record::Ring { id });
     }
     if let Some(g) = wire.gap {

@@ -388,7 +388,7 @@ pub(super) async fn send(
     }
     let chunk = take_chunk(out);
     let shutting_down = || {
-        let _ = tx.try_send(Err(std::io::Error::other("ringtail is shutting down")));
+        let _ = tx.try_send(Err(super::shutting_down()));
         Err(Gone)
     };
     if state.shutdown.is_cancelled() {

@@ -265,7 +265,7 @@ impl Follower<'_> {
                 // The live loop below watches for shutdown; a long backlog
                 // checks at each (large) chunk.
                 if state.shutdown.is_cancelled() {
-                    return self.abort(tx).await;
+                    return abort(tx).await;
                 }
                 self.flush(tx).await?;
             }
@@ -310,7 +310,7 @@ impl Follower<'_> {
                         continue;
                     }
                 }
-                _ = shutdown.as_mut() => return self.abort(tx).await,
+                _ = shutdown.as_mut() => return abort(tx).await,
             }
             let mark = reg.take(&mut ranges);
             for (first, last) in ranges.drain(..) {
@@ -424,14 +424,6 @@ impl Follower<'_> {
         self.out.push(b'\n');
     }
 
-    /// Ends the stream on shutdown with an error, so that the client does
-    /// not take it for complete.
-    async fn abort(&mut self, tx: &Yielder) -> Result<(), Gone> {
-        tx.send(Err(std::io::Error::other("ringtail is shutting down")))
-            .await;
-        Err(Gone)
-    }
-
     /// Sends what is rendered and records the delivery latency of its
     /// entries.
     async fn flush(&mut self, tx: &Yielder) -> Result<(), Gone> {
@@ -448,4 +440,11 @@ impl Follower<'_> {
         }
         Ok(())
     }
+}
+
+/// Ends a stream on shutdown with an error, so that the client does not
+/// take it for complete.
+async fn abort(tx: &Yielder) -> Result<(), Gone> {
+    tx.send(Err(super::shutting_down())).await;
+    Err(Gone)
 }

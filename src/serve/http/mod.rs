@@ -354,9 +354,9 @@ pub fn app(
     config: HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
-    let loki = config.loki;
     let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown);
-    app_with(state, merged_routers(ring, selflog, loki))
+    let routers = merged_routers(ring, selflog, state.config.loki);
+    app_with(state, routers)
 }
 
 /// The routers served beside this module's: the Loki API and the
@@ -508,6 +508,12 @@ pub(crate) fn streamed_body() -> (Chunks, Body) {
     (tx, Body::from_stream(stream))
 }
 
+/// What a stream cut off by shutdown ends with: an error, so that the
+/// client does not take the answer for complete.
+pub(crate) fn shutting_down() -> io::Error {
+    io::Error::other("ringtail is shutting down")
+}
+
 /// Where a producer running inside its own body ([`produced_body`]) puts
 /// the next chunk; an `Err` aborts the response.
 pub(crate) struct Yielder {
@@ -612,9 +618,9 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let loki = config.loki;
     let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown.clone());
-    let app = app_with(state.clone(), merged_routers(ring, selflog, loki));
+    let routers = merged_routers(ring, selflog, state.config.loki);
+    let app = app_with(state.clone(), routers);
     let task = tokio::spawn(serve(listener, app, shutdown.clone()));
     Ok(Running {
         addr,
