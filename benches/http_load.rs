@@ -103,11 +103,11 @@ fn fill(ring: &Ring, entries: u64, sources: usize) {
                     source_name(s),
                     i * 7 % 100_000
                 );
-                spans.push(Span {
-                    start: start as u32,
-                    len: (buf.len() - start) as u32,
-                    flags: Flags::default(),
-                });
+                spans.push(Span::new(
+                    start as u32,
+                    (buf.len() - start) as u32,
+                    Flags::default(),
+                ));
             }
             ring.append_batch(h, &buf, &spans).expect("spans in buffer");
         }
@@ -468,11 +468,11 @@ fn follow(sources: usize, followers: u64, rate: u64, seconds: u64, tick_ms: u64,
                 "{} line {line:010} of the follow load, padding to 100 bytes.....",
                 source_name(s)
             );
-            spans.push(Span {
-                start: start as u32,
-                len: (buf.len() - start) as u32,
-                flags: Flags::default(),
-            });
+            spans.push(Span::new(
+                start as u32,
+                (buf.len() - start) as u32,
+                Flags::default(),
+            ));
             line += 1;
         }
         for (s, (buf, spans)) in groups.iter_mut() {

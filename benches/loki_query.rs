@@ -61,11 +61,7 @@ fn fill(ring: &Ring) {
                         Stream::Stdout
                     }))
                     .with_level(Some(if j % 10 == 0 { 3 } else { 6 }));
-                spans.push(Span {
-                    start: start as u32,
-                    len: 100,
-                    flags,
-                });
+                spans.push(Span::new(start as u32, 100, flags));
             }
             ring.append_batch(h, &buf, &spans).expect("append");
             n += 125;

@@ -49,11 +49,7 @@ fn batch_buffer() -> (Vec<u8>, Vec<Span>) {
         buf.extend_from_slice(&tag);
         buf.extend(std::iter::repeat_n(b'x', MSG_LEN - 16));
         buf.extend_from_slice(&tag);
-        spans.push(Span {
-            start: start as u32,
-            len: MSG_LEN as u32,
-            flags: Flags::default(),
-        });
+        spans.push(Span::new(start as u32, MSG_LEN as u32, Flags::default()));
     }
     (buf, spans)
 }

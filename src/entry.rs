@@ -217,6 +217,59 @@ impl fmt::Debug for Flags {
     }
 }
 
+/// The producer's own timestamp of an entry, where it gave one, beside the
+/// receive time the ring assigns.
+///
+/// Two kinds, because producers' clocks deserve different trust:
+/// - [`Kept`](SourceTime::Kept): a timestamp the message carried (a syslog
+///   header, Docker's `time_nano`). Shown to readers next to the receive
+///   time; the entry's time stays the receive time, as rsyslog and journald
+///   do (a local program's clock or zone is often wrong).
+/// - [`Original`](SourceTime::Original): the entry was logged elsewhere at
+///   this time and relayed here (Loki push, a forwarding ringtail). It *is*
+///   the entry's time for queries, metrics and forwarders
+///   ([`EntryRef::event_time`]); the receive time still orders the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SourceTime {
+    #[default]
+    None,
+    /// ns since the Unix epoch, as the message said.
+    Kept(u64),
+    /// ns since the Unix epoch on the host that logged the entry.
+    Original(u64),
+}
+
+impl SourceTime {
+    /// The timestamp, of either kind.
+    pub fn ns(self) -> Option<u64> {
+        match self {
+            SourceTime::None => None,
+            SourceTime::Kept(t) | SourceTime::Original(t) => Some(t),
+        }
+    }
+
+    /// The ring's stored form: 0 for none, else the time (at most 2^63 - 1
+    /// ns, the year 2262) with bit 63 set for `Original`.
+    pub(crate) fn to_word(self) -> u64 {
+        const MAX: u64 = (1 << 63) - 1;
+        match self {
+            SourceTime::None => 0,
+            SourceTime::Kept(t) => t.min(MAX),
+            SourceTime::Original(t) => t.min(MAX) | 1 << 63,
+        }
+    }
+
+    /// The inverse of [`to_word`](Self::to_word) for a stamped entry.
+    pub(crate) fn from_word(word: u64) -> SourceTime {
+        let t = word & !(1 << 63);
+        if word >> 63 == 1 {
+            SourceTime::Original(t)
+        } else {
+            SourceTime::Kept(t)
+        }
+    }
+}
+
 /// One log record as a reader sees it, borrowed from a read batch.
 #[derive(Clone, Copy, Debug)]
 pub struct EntryRef<'a> {
@@ -224,6 +277,8 @@ pub struct EntryRef<'a> {
     pub seq: u64,
     /// Receive time, ns since the Unix epoch; non-decreasing in seq order.
     pub time: u64,
+    /// The producer's own timestamp, where it gave one.
+    pub source_time: SourceTime,
     pub origin: &'a Origin,
     pub flags: Flags,
     /// The message, without its line terminator; not assumed to be UTF-8.
@@ -235,10 +290,23 @@ impl EntryRef<'_> {
         &self.origin.source
     }
 
+    /// When the entry happened: its [`SourceTime::Original`] time for a
+    /// relayed entry, else the receive time. Never later than the receive
+    /// time (a relaying host's clock that runs ahead is clamped), so a time
+    /// query finds every entry of `[start, end)` among receive times
+    /// `[start, end + Ring::max_relay_lag())`.
+    pub fn event_time(&self) -> u64 {
+        match self.source_time {
+            SourceTime::Original(t) => t.min(self.time),
+            _ => self.time,
+        }
+    }
+
     pub fn to_owned(&self) -> Entry {
         Entry {
             seq: self.seq,
             time: self.time,
+            source_time: self.source_time,
             origin: Arc::new(self.origin.clone()),
             flags: self.flags,
             msg: self.msg.to_vec(),
@@ -251,6 +319,7 @@ impl EntryRef<'_> {
 pub struct Entry {
     pub seq: u64,
     pub time: u64,
+    pub source_time: SourceTime,
     pub origin: Arc<Origin>,
     pub flags: Flags,
     pub msg: Vec<u8>,
@@ -261,6 +330,7 @@ impl Entry {
         EntryRef {
             seq: self.seq,
             time: self.time,
+            source_time: self.source_time,
             origin: &self.origin,
             flags: self.flags,
             msg: &self.msg,

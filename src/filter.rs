@@ -740,6 +740,7 @@ mod tests {
         EntryRef {
             seq,
             time,
+            source_time: crate::entry::SourceTime::None,
             origin,
             flags,
             msg,

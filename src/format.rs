@@ -11,7 +11,7 @@
 //! | `logread` | LinuxKit logread: `<RFC 3339 ns>;<source>;<msg>` |
 //! | `raw`     | the message bytes only |
 //! | `etw`     | Docker's etwlogs message: `container_name: N, image_name: I, container_id: C, image_id: D, source: stdout, log: msg` |
-//! | `ndjson`  | every field: `{"seq":N,"time":"...","time_ns":N,"source":"...",...,"msg":"..."}` |
+//! | `ndjson`  | every field: `{"seq":N,"time":"...","time_ns":N,"source":"...",...,"msg":"..."}`; an entry with a source time adds `"source_time":"...","source_time_ns":N`, and `"relayed":true` when that is the time it was logged on another host ([`SourceTime`]) |
 //!
 //! # Bytes that are not UTF-8, and other awkward bytes
 //!
@@ -47,7 +47,7 @@ use std::sync::LazyLock;
 
 use base64::Engine as _;
 
-use crate::entry::{EntryRef, Flags, Origin};
+use crate::entry::{EntryRef, Flags, Origin, SourceTime};
 use crate::timefmt::write_rfc3339_nanos;
 
 /// An output format. `json` is memlogd's and the default.
@@ -200,6 +200,15 @@ fn write_ndjson(out: &mut Vec<u8>, e: &EntryRef<'_>) {
     write_rfc3339_nanos(out, e.time);
     out.extend_from_slice(b"\",\"time_ns\":");
     out.extend_from_slice(num.format(e.time).as_bytes());
+    if let Some(t) = e.source_time.ns() {
+        out.extend_from_slice(b",\"source_time\":\"");
+        write_rfc3339_nanos(out, t);
+        out.extend_from_slice(b"\",\"source_time_ns\":");
+        out.extend_from_slice(num.format(t).as_bytes());
+        if matches!(e.source_time, SourceTime::Original(_)) {
+            out.extend_from_slice(b",\"relayed\":true");
+        }
+    }
     out.extend_from_slice(b",\"source\":");
     json_str(out, e.origin.source.as_bytes());
     if let Some(s) = e.flags.stream() {
@@ -273,6 +282,7 @@ pub fn write_gap(out: &mut Vec<u8>, format: Format, first_seq: u64, missed: u64,
     let entry = EntryRef {
         seq: 0,
         time: now_ns,
+        source_time: SourceTime::None,
         origin: &GAP_ORIGIN,
         flags: Flags::default().with_level(Some(crate::selflog::Level::Warning as u8)),
         msg: msg.as_bytes(),
@@ -470,6 +480,7 @@ mod tests {
         let e = EntryRef {
             seq: 42,
             time: T,
+            source_time: crate::entry::SourceTime::None,
             origin,
             flags,
             msg,
@@ -565,6 +576,7 @@ mod tests {
         let e = EntryRef {
             seq: 1,
             time: T,
+            source_time: crate::entry::SourceTime::None,
             origin: &Origin::new("s"),
             flags: Flags::default(),
             msg,

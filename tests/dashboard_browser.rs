@@ -483,11 +483,11 @@ async fn dashboard_on_a_full_ring() {
                 let mut line =
                     format!("GET /api/items/{} 200 {}ms", round * 125 + j, j % 40).into_bytes();
                 line.resize(100, b' ');
-                spans.push(ringtail::ring::Span {
-                    start: buf.len() as u32,
-                    len: 100,
-                    flags: Flags::default().with_stream(Some(Stream::Stdout)),
-                });
+                spans.push(ringtail::ring::Span::new(
+                    buf.len() as u32,
+                    100,
+                    Flags::default().with_stream(Some(Stream::Stdout)),
+                ));
                 buf.extend_from_slice(&line);
             }
             ring.append_batch(h, &buf, &spans).unwrap();

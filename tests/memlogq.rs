@@ -741,11 +741,7 @@ fn perf_dump_of_a_full_million_line_ring() {
             while buf.len() - (start as usize) < 100 {
                 buf.push(b'x');
             }
-            spans.push(Span {
-                start,
-                len: 100,
-                flags: Flags::default(),
-            });
+            spans.push(Span::new(start, 100, Flags::default()));
         }
         srv.ring
             .append_batch(&origins[(k % 4) as usize], &buf, &spans)

@@ -218,22 +218,14 @@ fn batch_append_splits_into_claims_and_keeps_order() {
     let o = r.origin(Origin::new("a")).unwrap();
     let buf: Vec<u8> = (0..10u8).flat_map(|i| [b'a' + i; 5]).collect();
     let spans: Vec<Span> = (0..10)
-        .map(|i| Span {
-            start: i * 5,
-            len: 5,
-            flags: Flags::default().with_stream(Some(Stream::Stderr)),
-        })
+        .map(|i| Span::new(i * 5, 5, Flags::default().with_stream(Some(Stream::Stderr))))
         .collect();
     let seqs = r.append_batch(&o, &buf, &spans).unwrap();
     assert_eq!(seqs, 1..11);
     let (entries, _) = drain(&mut r.snapshot().cursor(All));
     assert_eq!(entries.len(), 10);
     assert_eq!(entries[3].2, b"ddddd");
-    let bad = [Span {
-        start: 48,
-        len: 5,
-        flags: Flags::default(),
-    }];
+    let bad = [Span::new(48, 5, Flags::default())];
     assert!(r.append_batch(&o, &buf, &bad).is_err());
 }
 
@@ -480,4 +472,83 @@ fn behind_measures_the_nearer_limit() {
         r.append(&o, Flags::default(), format!("{i:056}").as_bytes());
     }
     assert_eq!(r.behind(1), 21.0 / 64.0);
+}
+
+/// Entries with a source time keep it, of either kind, through wraps of the
+/// data region (the stamp word and the message may each wrap), mixed with
+/// entries without one; the byte limit counts the stamp word.
+#[test]
+fn source_times_round_trip_through_wraps_and_count_against_the_byte_limit() {
+    use ringtail::entry::SourceTime;
+    // 9 data words: a stamped 8-byte message takes 2, an unstamped 1.
+    let mut c = RingConfig::new(64);
+    c.max_bytes = 72;
+    c.max_entry_len = 8;
+    let r = Ring::open(&c).unwrap();
+    let o = r.origin(Origin::new("a")).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..40u64 {
+        let msg = format!("m{i:06}");
+        let st = match i % 3 {
+            0 => SourceTime::None,
+            1 => SourceTime::Kept(1_000 + i),
+            _ => SourceTime::Original(2_000 + i),
+        };
+        let span = Span::new(0, msg.len() as u32, Flags::default()).with_source_time(st);
+        let seqs = r.append_batch(&o, msg.as_bytes(), &[span]).unwrap();
+        expected.push((seqs.start, st, msg.into_bytes()));
+    }
+    let mut batch = ReadBatch::new();
+    let mut cursor = r.snapshot().cursor(All);
+    let mut got = Vec::new();
+    while cursor.read(&mut batch, 3) == ReadStatus::More {
+        for item in batch.iter() {
+            if let Read::Entry(e) = item {
+                got.push((e.seq, e.source_time, e.msg.to_vec()));
+                match e.source_time {
+                    SourceTime::Original(t) => assert_eq!(e.event_time(), t.min(e.time)),
+                    _ => assert_eq!(e.event_time(), e.time),
+                }
+            }
+        }
+    }
+    assert!(!got.is_empty());
+    let first = got[0].0 as usize - 1;
+    assert_eq!(got, expected[first..], "the retained suffix, intact");
+    // The last 9 words hold the newest entries: 2 + 2 + 1 + 2 + 2 = 9 for
+    // seqs 36..=40 (kinds 0 none, 1 kept, 2 original by i % 3).
+    assert_eq!(got.len(), 5, "{got:?}");
+}
+
+#[test]
+fn relayed_entries_widen_event_time_ranges_by_their_lag() {
+    use ringtail::entry::SourceTime;
+    let r = ring(64, 4096);
+    let o = r.origin(Origin::new("a")).unwrap();
+    assert_eq!(r.max_relay_lag(), 0);
+    r.append(&o, Flags::default(), b"local");
+    let now = ringtail::timefmt::now_ns();
+    let ten_s = 10_000_000_000;
+    let span =
+        Span::new(0, 7, Flags::default()).with_source_time(SourceTime::Original(now - ten_s));
+    r.append_batch(&o, b"relayed", &[span]).unwrap();
+    let lag = r.max_relay_lag();
+    assert!((ten_s..ten_s + 5_000_000_000).contains(&lag), "lag {lag}");
+    // A range that ends before the relayed entry arrived still covers it.
+    let (first, end) = r.event_time_range(now - ten_s - 1, now - ten_s + 1);
+    assert!(first <= 2 && end > 2, "{first}..{end}");
+    // A clock ahead of ours is clamped to the receive time, and adds no lag.
+    let span =
+        Span::new(0, 6, Flags::default()).with_source_time(SourceTime::Original(now + 100 * ten_s));
+    r.append_batch(&o, b"future", &[span]).unwrap();
+    assert_eq!(r.max_relay_lag(), lag);
+    let (entries, _) = drain(&mut r.snapshot().cursor(All));
+    assert_eq!(entries.len(), 3);
+    let mut batch = ReadBatch::new();
+    r.snapshot().cursor_from(3, All).read(&mut batch, 1);
+    let first = batch.iter().next();
+    match first {
+        Some(Read::Entry(e)) => assert_eq!(e.event_time(), e.time),
+        other => panic!("{other:?}"),
+    };
 }

@@ -52,11 +52,11 @@ fn crash_child_writer() {
                     spans.clear();
                     for _ in 0..(1 + n % 7) {
                         let m = message(w, n, 300);
-                        spans.push(Span {
-                            start: buf.len() as u32,
-                            len: m.len() as u32,
-                            flags: Flags::default(),
-                        });
+                        spans.push(Span::new(
+                            buf.len() as u32,
+                            m.len() as u32,
+                            Flags::default(),
+                        ));
                         buf.extend_from_slice(&m);
                         n += 1;
                     }

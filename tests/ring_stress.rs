@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::verify::{check, message};
-use ringtail::entry::{Flags, Origin};
+use ringtail::entry::{Flags, Origin, SourceTime};
 use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig, Span};
 
 const WRITERS: u32 = 4;
@@ -58,6 +58,16 @@ impl Tally {
                 );
                 self.last_time = e.time;
                 let (w, n) = check(e.msg).unwrap_or_else(|err| panic!("seq {}: {err}", e.seq));
+                // Batched writers stamp every third message with its own
+                // checksum: a stamp must never be torn from its message.
+                if let Some(t) = e.source_time.ns() {
+                    assert_eq!(
+                        t,
+                        stamp_of(e.msg),
+                        "seq {}: stamp torn from its message",
+                        e.seq
+                    );
+                }
                 assert_eq!(
                     e.origin.source,
                     format!("writer-{w}"),
@@ -99,6 +109,12 @@ impl Tally {
     }
 }
 
+/// The stamp a batched writer gives a message: its checksum, cut to the 63
+/// bits a source time holds.
+fn stamp_of(msg: &[u8]) -> u64 {
+    common::verify::fnv(msg) >> 1
+}
+
 /// Writes `per_writer` messages, in batches of 1 to `spread` when batched.
 fn writer(ring: &Ring, w: u32, batched: bool, per_writer: u64, spread: u64) {
     let origin = ring.origin(Origin::new(format!("writer-{w}"))).unwrap();
@@ -111,11 +127,11 @@ fn writer(ring: &Ring, w: u32, batched: bool, per_writer: u64, spread: u64) {
             spans.clear();
             for _ in 0..(1 + n % spread).min(per_writer - n) {
                 let m = message(w, n, 200);
-                spans.push(Span {
-                    start: buf.len() as u32,
-                    len: m.len() as u32,
-                    flags: Flags::default(),
-                });
+                let mut span = Span::new(buf.len() as u32, m.len() as u32, Flags::default());
+                if n % 3 == 0 {
+                    span = span.with_source_time(SourceTime::Kept(stamp_of(&m)));
+                }
+                spans.push(span);
                 buf.extend_from_slice(&m);
                 n += 1;
             }

@@ -12,6 +12,14 @@
 //! **Seqs and times.** Every entry gets a `seq`, strictly increasing and
 //! never reused, also across reopenings of a ring file. Its `time` (receive
 //! time) is non-decreasing in seq order, so time lookups binary-search.
+//! An entry may also carry the producer's own timestamp
+//! ([`SourceTime`](crate::entry::SourceTime)), stored as one word before
+//! its message (8 bytes more, only for entries that have one). A relayed
+//! entry's original time is its event time, which is never after its
+//! receive time and at most [`Ring::max_relay_lag`] before it, so time
+//! queries over event times still binary-search
+//! ([`Ring::event_time_range`]) while the ring stays ordered by receive
+//! time.
 //!
 //! **Appending.** A writer claims a seq range and a byte range for a whole
 //! batch (the lines of one `read()`) with one 128-bit compare-and-swap, then
@@ -65,8 +73,8 @@ use origins::Origins;
 use region::{hdr, Opened, Region, SLOT_WORDS};
 use sync::{AtomicU64, Notifier, Ordering};
 
-/// Longest message one entry can hold: the slot's length field is 24 bits.
-pub const MAX_ENTRY_LEN_LIMIT: usize = (1 << 24) - 1;
+/// Longest message one entry can hold: the slot's length field is 23 bits.
+pub const MAX_ENTRY_LEN_LIMIT: usize = (1 << 23) - 1;
 
 /// How a ring is sized and where it lives.
 #[derive(Clone, Debug)]
@@ -123,7 +131,7 @@ impl RingConfig {
                 self.max_entry_len
             )));
         }
-        let min_bytes = 4 * words_for(self.max_entry_len) * 8;
+        let min_bytes = 4 * entry_words(self.max_entry_len, true) * 8;
         if self.max_bytes < min_bytes {
             return Err(RingError::Config(format!(
                 "max bytes is {}; with a max line length of {} it must be at least {min_bytes} (four of the longest lines)",
@@ -342,7 +350,10 @@ impl Ring {
         debug_assert_eq!(region.len_words(), geometry.total_words());
         let mut recovery = match opened {
             Opened::Fresh => init_header(&region, &geometry),
-            Opened::Existing => recover(&region, &geometry),
+            Opened::Existing => {
+                upgrade_layout(&region, &geometry, config.file.as_deref())?;
+                recover(&region, &geometry)
+            }
         };
         let h = |i| region.word(i).load(Ordering::Acquire);
         if h(hdr::RING_ID) == 0 {
@@ -363,7 +374,7 @@ impl Ring {
             notifier: Notifier::default(),
             max_entry_len: config.max_entry_len,
             max_batch_entries: (geometry.slots / 4).max(1),
-            max_batch_words: (geometry.data_words / 4).max(words_for(config.max_entry_len)),
+            max_batch_words: (geometry.data_words / 4).max(entry_words(config.max_entry_len, true)),
             wide_loads: sync::wide_loads(),
             streaming: geometry.slots * SLOT_WORDS as u64 + geometry.data_words
                 >= STREAMING_MIN_WORDS,
@@ -510,6 +521,29 @@ impl Ring {
         lo
     }
 
+    /// The most a relayed entry's [`SourceTime::Original`] time was behind
+    /// its receive time, over the ring's life (0 when nothing was relayed).
+    /// Event times are never later than receive times
+    /// ([`EntryRef::event_time`]), so the entries that happened in
+    /// `[start, end)` lie between [`seek_time`](Self::seek_time)`(start)`
+    /// and `seek_time(end + max_relay_lag())`.
+    ///
+    /// [`SourceTime::Original`]: crate::entry::SourceTime::Original
+    /// [`EntryRef::event_time`]: crate::entry::EntryRef::event_time
+    pub fn max_relay_lag(&self) -> u64 {
+        self.region.word(hdr::MAX_RELAY_LAG).load(Ordering::Relaxed)
+    }
+
+    /// The seqs `[first, end)` holding every entry whose
+    /// [event time](crate::entry::EntryRef::event_time) is in `[start_ns,
+    /// end_ns)`, and others (callers filter by event time). Without relayed
+    /// entries this is exactly the receive-time range.
+    pub fn event_time_range(&self, start_ns: u64, end_ns: u64) -> (u64, u64) {
+        let first = self.seek_time(start_ns);
+        let end = self.seek_time(end_ns.saturating_add(self.max_relay_lag()));
+        (first, end.max(first))
+    }
+
     /// Ring-wide counters.
     pub fn stats(&self) -> RingStats {
         let published = self.published_seq();
@@ -574,12 +608,49 @@ fn init_header(region: &Region, g: &Geometry) -> Recovery {
     set(hdr::PUBLISHED_POS, 0);
     set(hdr::FLOOR_SEQ, 1);
     set(hdr::TORN_TOTAL, 0);
+    set(hdr::MAX_RELAY_LAG, 0);
     region.claim().store((1, 0));
     // The magic goes last: a file with it has a complete header.
     region
         .word(hdr::MAGIC)
         .store(region::MAGIC, Ordering::Release);
     Recovery::default()
+}
+
+/// Brings a file of an older layout version to [`region::VERSION`] in place,
+/// where the layouts agree on every retained entry (see `region::VERSION`).
+/// Runs before recovery, over every slot, since a torn claim's slots may be
+/// anything (recovery drops them anyway).
+fn upgrade_layout(
+    region: &Region,
+    g: &Geometry,
+    file: Option<&std::path::Path>,
+) -> Result<(), RingError> {
+    let version = region.word(hdr::VERSION).load(Ordering::Acquire);
+    if version == region::VERSION {
+        return Ok(());
+    }
+    let published = region.word(hdr::PUBLISHED_SEQ).load(Ordering::Acquire);
+    let floor = region.word(hdr::FLOOR_SEQ).load(Ordering::Acquire);
+    let first = floor.max(published.saturating_sub(g.slots));
+    let long = (first..published).any(|seq| {
+        let at = g.slots_at() + (seq % g.slots) as usize * SLOT_WORDS + 2;
+        meta_stamped(region.word(at).load(Ordering::Relaxed))
+    });
+    if long {
+        let shown = file.map(|f| f.display().to_string()).unwrap_or_default();
+        return Err(RingError::File(format!(
+            "{shown} has ring layout version {version} and holds entries of 8 MiB or more, \
+             which this ringtail (layout {}) cannot read; read it with the ringtail that wrote it, \
+             or pass --ring-reset to start it afresh",
+            region::VERSION
+        )));
+    }
+    region.word(hdr::MAX_RELAY_LAG).store(0, Ordering::Relaxed);
+    region
+        .word(hdr::VERSION)
+        .store(region::VERSION, Ordering::Release);
+    Ok(())
 }
 
 /// Recovers a ring file written by a process that may have died anywhere.
@@ -629,13 +700,23 @@ pub(crate) fn words_for(len: usize) -> u64 {
     len.div_ceil(8) as u64
 }
 
-/// Slot meta word: bits 0-23 message length, 24-31 flags, 32-63 origin id.
-pub(crate) fn meta(len: usize, flags: u8, origin: OriginId) -> u64 {
-    len as u64 | (flags as u64) << 24 | (origin as u64) << 32
+/// Data words of an entry: its message, after the stamp word if it has one.
+pub(crate) fn entry_words(len: usize, stamped: bool) -> u64 {
+    words_for(len) + stamped as u64
+}
+
+/// Slot meta word: bits 0-22 message length, bit 23 "stamped" (the entry's
+/// data starts with its source-time word), 24-31 flags, 32-63 origin id.
+pub(crate) fn meta(len: usize, stamped: bool, flags: u8, origin: OriginId) -> u64 {
+    len as u64 | (stamped as u64) << 23 | (flags as u64) << 24 | (origin as u64) << 32
 }
 
 pub(crate) fn meta_len(meta: u64) -> usize {
-    (meta & 0xff_ffff) as usize
+    (meta & 0x7f_ffff) as usize
+}
+
+pub(crate) fn meta_stamped(meta: u64) -> bool {
+    meta & 1 << 23 != 0
 }
 
 pub(crate) fn meta_flags(meta: u64) -> u8 {
@@ -764,6 +845,57 @@ mod tests {
         assert!(!near.recent(5000 + slots / 2, slots));
         near.note(5000 + slots / 16, 5100 + slots / 16, slots);
         assert!(near.recent(5000 + slots / 2, slots));
+    }
+
+    /// A version-1 file (before stamped entries) is upgraded in place when
+    /// its entries read the same in both layouts, refused otherwise; a
+    /// newer version is refused.
+    #[test]
+    fn older_ring_files_are_upgraded_and_newer_ones_refused() {
+        use super::region::{hdr, VERSION};
+        use super::{Ring, RingConfig};
+        use crate::entry::{Flags, Origin};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RingConfig::new(16);
+        config.file = Some(dir.path().join("ring"));
+        let set_version = |config: &RingConfig, v: u64| {
+            let ring = Ring::open(config).unwrap();
+            ring.region
+                .word(hdr::VERSION)
+                .store(v, super::Ordering::Release);
+        };
+        {
+            let ring = Ring::open(&config).unwrap();
+            let o = ring.origin(Origin::new("a")).unwrap();
+            ring.append(&o, Flags::default(), b"kept across the upgrade");
+        }
+        set_version(&config, 1);
+        let ring = Ring::open(&config).unwrap();
+        assert_eq!(
+            ring.region
+                .word(hdr::VERSION)
+                .load(super::Ordering::Acquire),
+            VERSION
+        );
+        assert_eq!(ring.snapshot().len(), 1);
+        // A version-1 entry whose length had bit 23 set cannot be read.
+        let at = ring.slot_at(1) + 2;
+        let meta = ring.region.words()[at].load(super::Ordering::Relaxed);
+        ring.region.words()[at].store(meta | 1 << 23, super::Ordering::Relaxed);
+        ring.region
+            .word(hdr::VERSION)
+            .store(1, super::Ordering::Release);
+        drop(ring);
+        let e = Ring::open(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("8 MiB or more") && e.contains("--ring-reset"),
+            "{e}"
+        );
+        config.reset = true;
+        set_version(&config, VERSION + 1);
+        config.reset = false;
+        let e = Ring::open(&config).unwrap_err().to_string();
+        assert!(e.contains(&format!("version {}", VERSION + 1)), "{e}");
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use super::region::{hdr, SLOT_WORDS};
 use super::sync::{fence, prefetch, Ordering};
-use super::{meta_flags, meta_len, meta_origin, OriginId, Ring};
-use crate::entry::{EntryRef, Flags, Origin};
+use super::{entry_words, meta_flags, meta_len, meta_origin, meta_stamped, OriginId, Ring};
+use crate::entry::{EntryRef, Flags, Origin, SourceTime};
 
 /// Decides which entries a reader wants.
 pub trait Select {
@@ -91,6 +91,9 @@ enum Item {
     Entry {
         seq: u64,
         time: u64,
+        /// The stamp word, when `stamped` (see `SourceTime::to_word`).
+        stamp: u64,
+        stamped: bool,
         flags: u8,
         /// Index into the batch's `origins`.
         origin: u32,
@@ -131,6 +134,8 @@ impl ReadBatch {
             Item::Entry {
                 seq,
                 time,
+                stamp,
+                stamped,
                 flags,
                 origin,
                 start,
@@ -138,6 +143,11 @@ impl ReadBatch {
             } => Read::Entry(EntryRef {
                 seq,
                 time,
+                source_time: if stamped {
+                    SourceTime::from_word(stamp)
+                } else {
+                    SourceTime::None
+                },
                 origin: &self.origins[origin as usize],
                 flags: Flags::from_bits(flags),
                 msg: &self.bytes[start as usize..(start + len) as usize],
@@ -220,7 +230,7 @@ struct Copier<S> {
     /// read from a slot overwritten under us): with the lengths, enough to
     /// recover every position, at no cost per entry in the common case.
     breaks: Vec<(u32, u64)>,
-    /// `(index in the range, length, SKIPPED or UNRESOLVED)` of each
+    /// `(index in the range, data words, SKIPPED or UNRESOLVED)` of each
     /// examined entry that did not become an item.
     others: Vec<(u32, u32, u32)>,
 }
@@ -329,13 +339,14 @@ impl<S: Select> Copier<S> {
             // A slot overwritten under us can hold any length; clamp it so
             // the copy stays in bounds (the entry fails validation anyway).
             let len = meta_len(meta).min(ring.max_entry_len);
+            let stamped = meta_stamped(meta);
             let at = if pos == expect_pos {
                 expect_index
             } else {
                 self.breaks.push((k as u32, pos));
                 ring.data_index(pos)
             };
-            let next_words = super::words_for(len);
+            let next_words = entry_words(len, stamped);
             // Inside the range too, judging its remaining entries by this
             // one's length.
             if (n - k) * next_words as usize > PREFETCH_WORDS {
@@ -352,20 +363,28 @@ impl<S: Select> Copier<S> {
                 } else {
                     unresolved += 1;
                 }
-                self.others.push((k as u32, len as u32, index));
+                self.others.push((k as u32, next_words as u32, index));
                 continue;
             }
-            let start = batch.bytes.len();
-            let room = (data_words - at) * 8;
-            if len <= room {
-                super::copy_words_out(words, data_at + at, len, &mut batch.bytes, wide);
+            let (stamp, msg_at) = if stamped {
+                let stamp = words[data_at + at].load(Ordering::Relaxed);
+                (stamp, if at + 1 == data_words { 0 } else { at + 1 })
             } else {
-                super::copy_words_out(words, data_at + at, room, &mut batch.bytes, wide);
+                (0, at)
+            };
+            let start = batch.bytes.len();
+            let room = (data_words - msg_at) * 8;
+            if len <= room {
+                super::copy_words_out(words, data_at + msg_at, len, &mut batch.bytes, wide);
+            } else {
+                super::copy_words_out(words, data_at + msg_at, room, &mut batch.bytes, wide);
                 super::copy_words_out(words, data_at, len - room, &mut batch.bytes, wide);
             }
             batch.items.push(Item::Entry {
                 seq: from + k as u64,
                 time,
+                stamp,
+                stamped,
                 flags: meta_flags(meta),
                 origin: index,
                 start: start as u32,
@@ -434,15 +453,15 @@ impl<S: Select> Copier<S> {
             if from + k as u64 >= valid_seq && pos >= valid_pos {
                 return k;
             }
-            let len = match others.next_if(|o| o.0 as usize == k) {
-                Some(&(_, len, _)) => len as usize,
+            let words = match others.next_if(|o| o.0 as usize == k) {
+                Some(&(_, words, _)) => u64::from(words),
                 None => match items.next() {
-                    Some(Item::Entry { len, .. }) => *len as usize,
+                    Some(Item::Entry { len, stamped, .. }) => entry_words(*len as usize, *stamped),
                     // Only entries are pushed while copying.
                     _ => unreachable!("an item for every examined entry"),
                 },
             };
-            pos = pos.wrapping_add(super::words_for(len));
+            pos = pos.wrapping_add(words);
         }
         n
     }

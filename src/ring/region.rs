@@ -23,7 +23,15 @@ use super::RingError;
 /// `b"RINGTAIL"` read as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RINGTAIL");
 /// Bumped whenever the file layout changes incompatibly.
-pub(crate) const VERSION: u64 = 1;
+///
+/// Version 2 took bit 23 of the slot's length field for "stamped" (a source
+/// time word before the message). A version-1 file is upgraded in place
+/// when it is reopened, if no retained entry is 8 MiB or longer (which only
+/// a `--max-line-len` of 8 MiB or more could have stored): then the two
+/// layouts read the same.
+pub(crate) const VERSION: u64 = 2;
+/// The oldest layout version that can be upgraded to [`VERSION`].
+pub(crate) const UPGRADABLE_VERSION: u64 = 1;
 
 /// Header word indexes. The claim word (two words, 16-byte aligned) and the
 /// published frontier sit on cache lines of their own because writers on
@@ -57,10 +65,15 @@ pub(crate) mod hdr {
     /// reopenings. A reader resuming by seq checks it to know the seqs it
     /// holds are this ring's.
     pub const RING_ID: usize = 26;
+    /// The largest lag of a relayed entry's original time behind its
+    /// receive time, in ns, over the ring's life (`Ring::max_relay_lag`).
+    /// Zero in version-1 files, which held no relayed entries.
+    pub const MAX_RELAY_LAG: usize = 27;
     pub const WORDS: usize = 64;
 }
 
-/// Words per entry slot: time, data position, meta (len | flags | origin).
+/// Words per entry slot: time, data position, meta (len | stamped | flags |
+/// origin).
 pub(crate) const SLOT_WORDS: usize = 3;
 /// Words per origin slot: id, byte length, then the encoded origin.
 pub(crate) const ORIGIN_SLOT_WORDS: usize = 64;
@@ -202,7 +215,7 @@ impl Region {
                 "{shown} is not a ringtail ring file (bad magic); remove it or pass --ring-reset"
             )));
         }
-        if h(hdr::VERSION) != VERSION {
+        if h(hdr::VERSION) != VERSION && h(hdr::VERSION) != UPGRADABLE_VERSION {
             return Err(RingError::File(format!(
                 "{shown} has ring layout version {}, this ringtail writes version {VERSION}; pass --ring-reset to start it afresh",
                 h(hdr::VERSION)

@@ -21,15 +21,36 @@ use std::ops::Range;
 
 use super::region::{hdr, SLOT_WORDS};
 use super::sync::{fence, spin_wait, store_streaming, streaming_fence, Ordering};
-use super::{meta, words_for, OriginHandle, Ring};
-use crate::entry::Flags;
+use super::{entry_words, meta, words_for, OriginHandle, Ring};
+use crate::entry::{Flags, SourceTime};
 
-/// One message of a batch: where it is in the caller's buffer, and its flags.
+/// One message of a batch: where it is in the caller's buffer, its flags,
+/// and the producer's own timestamp if it gave one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub start: u32,
     pub len: u32,
     pub flags: Flags,
+    pub source_time: SourceTime,
+}
+
+impl Span {
+    /// A span with no source time.
+    pub fn new(start: u32, len: u32, flags: Flags) -> Span {
+        Span {
+            start,
+            len,
+            flags,
+            source_time: SourceTime::None,
+        }
+    }
+
+    pub fn with_source_time(self, source_time: SourceTime) -> Span {
+        Span {
+            source_time,
+            ..self
+        }
+    }
 }
 
 /// A span that does not lie inside the buffer it was given with.
@@ -50,7 +71,7 @@ impl Ring {
         self.wait_for_lap(first.seq, 1, first.pos, words);
         fence(Ordering::Release);
         let mut at = self.write_position(first.seq, first.pos, false);
-        self.write_entry(&mut at, first.time, origin.id(), flags, msg);
+        self.write_entry(&mut at, first.time, origin.id(), flags, None, msg);
         self.publish(first.seq, 1, &at);
         first.seq
     }
@@ -84,10 +105,19 @@ impl Ring {
             fence(Ordering::Release);
             let streaming = self.streams(&claim, count);
             let mut at = self.write_position(claim.seq, claim.pos, streaming);
+            let mut relay_lag = 0;
             for span in &rest[..count] {
                 let msg = &buf[span.start as usize..(span.start + span.len) as usize];
                 let (msg, flags) = self.fit(msg, span.flags);
-                self.write_entry(&mut at, claim.time, origin.id(), flags, msg);
+                if let SourceTime::Original(t) = span.source_time {
+                    relay_lag = relay_lag.max(claim.time.saturating_sub(t));
+                }
+                let stamp =
+                    (span.source_time != SourceTime::None).then(|| span.source_time.to_word());
+                self.write_entry(&mut at, claim.time, origin.id(), flags, stamp, msg);
+            }
+            if relay_lag > 0 {
+                self.note_relay_lag(relay_lag);
             }
             self.publish(claim.seq, count as u64, &at);
             if first_batch {
@@ -119,7 +149,8 @@ impl Ring {
         let mut words = 0;
         let mut count = 0;
         for span in spans.iter().take(self.max_batch_entries as usize) {
-            let w = words_for((span.len as usize).min(self.max_entry_len));
+            let len = (span.len as usize).min(self.max_entry_len);
+            let w = entry_words(len, span.source_time != SourceTime::None);
             if count > 0 && words + w > self.max_batch_words {
                 break;
             }
@@ -186,22 +217,44 @@ impl Ring {
         }
     }
 
-    /// Writes one entry at `at` and moves `at` to the next entry.
-    fn write_entry(&self, at: &mut WriteAt, time: u64, origin: u32, flags: Flags, msg: &[u8]) {
+    /// Writes one entry at `at` and moves `at` to the next entry. A stamped
+    /// entry (one with a source time) has the stamp word first in its data,
+    /// then the message.
+    fn write_entry(
+        &self,
+        at: &mut WriteAt,
+        time: u64,
+        origin: u32,
+        flags: Flags,
+        stamp: Option<u64>,
+        msg: &[u8],
+    ) {
         let words = self.region.words();
         let data_at = self.geometry.data_at();
         let data_words = self.geometry.data_words as usize;
-        let room = (data_words - at.data) * 8;
         let streaming = at.streaming;
+        let mut data = at.data;
+        if let Some(stamp) = stamp {
+            if streaming {
+                store_streaming(&words[data_at + data], stamp);
+            } else {
+                words[data_at + data].store(stamp, Ordering::Relaxed);
+            }
+            data += 1;
+            if data == data_words {
+                data = 0;
+            }
+        }
+        let room = (data_words - data) * 8;
         if msg.len() <= room {
-            super::copy_words_in(words, data_at + at.data, msg, streaming);
+            super::copy_words_in(words, data_at + data, msg, streaming);
         } else {
             let (head, tail) = msg.split_at(room);
-            super::copy_words_in(words, data_at + at.data, head, streaming);
+            super::copy_words_in(words, data_at + data, head, streaming);
             super::copy_words_in(words, data_at, tail, streaming);
         }
         let slot = self.geometry.slots_at() + at.slot * SLOT_WORDS;
-        let meta = meta(msg.len(), flags.bits(), origin);
+        let meta = meta(msg.len(), stamp.is_some(), flags.bits(), origin);
         if streaming {
             store_streaming(&words[slot], time);
             store_streaming(&words[slot + 1], at.pos);
@@ -211,7 +264,7 @@ impl Ring {
             words[slot + 1].store(at.pos, Ordering::Relaxed);
             words[slot + 2].store(meta, Ordering::Relaxed);
         }
-        let w = words_for(msg.len());
+        let w = entry_words(msg.len(), stamp.is_some());
         at.pos += w;
         at.data += w as usize;
         if at.data >= data_words {
@@ -220,6 +273,16 @@ impl Ring {
         at.slot += 1;
         if at.slot == self.geometry.slots as usize {
             at.slot = 0;
+        }
+    }
+
+    /// Raises the ring's largest relay lag (see [`Ring::max_relay_lag`]).
+    /// Loaded first: the word changes rarely, and a plain load keeps the
+    /// cache line shared between writers.
+    fn note_relay_lag(&self, lag: u64) {
+        let word = self.region.word(hdr::MAX_RELAY_LAG);
+        if word.load(Ordering::Relaxed) < lag {
+            word.fetch_max(lag, Ordering::Relaxed);
         }
     }
 

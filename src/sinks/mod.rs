@@ -15,7 +15,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::entry::{Entry, Flags, Origin, Stream, LEVEL_NAMES};
+use crate::entry::{Entry, Flags, Origin, SourceTime, Stream, LEVEL_NAMES};
 
 /// One line of an NDJSON answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,9 @@ struct Wire {
     seq: Option<u64>,
     time: Option<String>,
     time_ns: Option<u64>,
+    source_time_ns: Option<u64>,
+    #[serde(default)]
+    relayed: bool,
     source: Option<String>,
     stream: Option<String>,
     #[serde(default)]
@@ -128,9 +131,15 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
         .with_level(level)
         .with_partial(wire.partial)
         .with_truncated(wire.truncated);
+    let source_time = match (wire.source_time_ns, wire.relayed) {
+        (None, _) => SourceTime::None,
+        (Some(t), false) => SourceTime::Kept(t),
+        (Some(t), true) => SourceTime::Original(t),
+    };
     Ok(Record::Entry(Entry {
         seq: wire.seq.unwrap_or(0),
         time,
+        source_time,
         origin: Arc::new(origin),
         flags,
         msg,
@@ -148,6 +157,7 @@ mod tests {
         let entry = Entry {
             seq: 42,
             time: 1_531_041_413_123_456_789,
+            source_time: SourceTime::Original(1_531_041_413_000_000_000),
             origin: Arc::new(origin),
             flags: Flags::default()
                 .with_stream(Some(Stream::Stderr))

@@ -336,11 +336,7 @@ impl LineSplitter {
 }
 
 fn span(start: usize, len: usize, flags: Flags) -> Span {
-    Span {
-        start: start as u32,
-        len: len as u32,
-        flags,
-    }
+    Span::new(start as u32, len as u32, flags)
 }
 
 /// A complete line longer than the limit.

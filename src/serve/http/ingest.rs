@@ -457,11 +457,8 @@ impl Appender<'_> {
     /// all but the last flagged `partial` (or one `truncated` piece).
     fn pieces(&self, start: usize, len: usize, flags: Flags, mut push: impl FnMut(Span)) {
         let max = self.max_line_len;
-        let span = |start: usize, len: usize, flags: Flags| Span {
-            start: start as u32,
-            len: len as u32,
-            flags,
-        };
+        let span =
+            |start: usize, len: usize, flags: Flags| Span::new(start as u32, len as u32, flags);
         if len <= max {
             push(span(start, len, flags));
             return;

@@ -541,6 +541,7 @@ mod tests {
         let e = EntryRef {
             seq: 1,
             time: NOW,
+            source_time: crate::entry::SourceTime::None,
             origin: &o,
             flags: Flags::default(),
             msg,

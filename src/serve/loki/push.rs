@@ -333,11 +333,11 @@ pub fn ingest(ring: &Ring, streams: &[PushStream]) -> Result<u64, LokiError> {
             let mut rest: &[u8] = line;
             loop {
                 let piece = rest.len().min(max);
-                spans.push(Span {
-                    start: buf.len() as u32,
-                    len: piece as u32,
-                    flags: flags.with_partial(piece < rest.len()),
-                });
+                spans.push(Span::new(
+                    buf.len() as u32,
+                    piece as u32,
+                    flags.with_partial(piece < rest.len()),
+                ));
                 buf.extend_from_slice(&rest[..piece]);
                 rest = &rest[piece..];
                 if rest.is_empty() {
