@@ -142,8 +142,7 @@ impl Bench {
         let server = server_rt
             .block_on(http::start(
                 "127.0.0.1:0".parse().unwrap(),
-                ring.clone(),
-                selflog,
+                ringtail::sources::Pipeline::new(ring.clone(), selflog, Default::default()),
                 config,
             ))
             .expect("start the server");

@@ -60,7 +60,11 @@ fn fill(ring: &Ring) {
                     } else {
                         Stream::Stdout
                     }))
-                    .with_level(Some(if j % 10 == 0 { 3 } else { 6 }));
+                    .with_level(Some(if j % 10 == 0 {
+                        ringtail::entry::Level::Error
+                    } else {
+                        ringtail::entry::Level::Info
+                    }));
                 spans.push(Span::new(start as u32, 100, flags));
             }
             ring.append_batch(h, &buf, &spans).expect("append");
@@ -219,7 +223,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let selflog = SelfLog::new(ring.clone()).expect("self log");
-        let app = loki::router(ring.clone(), selflog, limits);
+        let pipeline = ringtail::sources::Pipeline::new(ring.clone(), selflog, Default::default());
+        let app = loki::router(pipeline, limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -117,10 +117,107 @@ impl Stream {
     }
 }
 
-/// Syslog severities, used as the `level` of an entry where one is known.
+/// How severe an entry is: the eight syslog severities, used as an
+/// entry's `level` wherever one is known (syslog, kmsg, Loki pushes with a
+/// `level` label, HTTP ingest, ringtail's own entries).
+///
+/// One type for every way in and out: [`Level::parse`] reads the names
+/// and the aliases other systems write (`err`, `warn`, `fatal`, `trace`,
+/// ...), [`Level::as_str`] prints the name Grafana colours by (`error`,
+/// `warning`, `info`, ...), and the number is the syslog severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Level {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Error = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+/// The printed names, by severity.
 pub const LEVEL_NAMES: [&str; 8] = [
     "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
 ];
+
+impl Level {
+    /// Every level, most severe first (by syslog severity).
+    pub const ALL: [Level; 8] = [
+        Level::Emerg,
+        Level::Alert,
+        Level::Crit,
+        Level::Error,
+        Level::Warning,
+        Level::Notice,
+        Level::Info,
+        Level::Debug,
+    ];
+
+    /// What [`Level::parse`] accepts, for error messages.
+    pub const EXPECTED: &'static str = "emerg, alert, crit, error, warning, notice, info, debug \
+         (or err, warn, critical, fatal, panic, information, trace, ...), or 0-7";
+
+    /// The level of syslog severity `severity` (0..=7).
+    pub fn from_severity(severity: u8) -> Option<Level> {
+        Level::ALL.get(usize::from(severity)).copied()
+    }
+
+    /// The syslog severity: 0 (emerg) ..= 7 (debug).
+    pub fn severity(self) -> u8 {
+        self as u8
+    }
+
+    /// The name ringtail prints (and Grafana colours by).
+    pub fn as_str(self) -> &'static str {
+        LEVEL_NAMES[self as usize]
+    }
+
+    /// Reads a level name, an alias, or a severity number, ignoring case:
+    /// the names of [`LEVEL_NAMES`]; `emergency`, `panic` (emerg);
+    /// `critical`, `fatal` (crit); `err` (error); `warn` (warning);
+    /// `information`, `informational` (info); `dbg`, `trace` (debug);
+    /// `0`-`7`.
+    pub fn parse(text: &str) -> Option<Level> {
+        let t = text.trim();
+        if let [d @ b'0'..=b'7'] = t.as_bytes() {
+            return Level::from_severity(d - b'0');
+        }
+        let lower = t.to_ascii_lowercase();
+        let level = match lower.as_str() {
+            "emerg" | "emergency" | "panic" => Level::Emerg,
+            "alert" => Level::Alert,
+            "crit" | "critical" | "fatal" => Level::Crit,
+            "error" | "err" => Level::Error,
+            "warning" | "warn" => Level::Warning,
+            "notice" => Level::Notice,
+            "info" | "information" | "informational" => Level::Info,
+            "debug" | "dbg" | "trace" => Level::Debug,
+            _ => return None,
+        };
+        Some(level)
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that is not a level (see [`Level::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a level; use one of {expected}", expected = Level::EXPECTED)]
+pub struct NotALevel(pub String);
+
+impl std::str::FromStr for Level {
+    type Err = NotALevel;
+    fn from_str(s: &str) -> Result<Level, NotALevel> {
+        Level::parse(s).ok_or_else(|| NotALevel(s.to_string()))
+    }
+}
 
 /// Per-entry facts packed in one byte, as stored in the ring.
 ///
@@ -162,16 +259,12 @@ impl Flags {
         }
     }
 
-    /// Syslog severity 0 (emerg) ..= 7 (debug), where known.
-    pub fn level(self) -> Option<u8> {
+    /// The entry's level, where known.
+    pub fn level(self) -> Option<Level> {
         match self.0 >> Self::LEVEL_SHIFT {
             0 => None,
-            l => Some((l - 1).min(7)),
+            l => Level::from_severity((l - 1).min(7)),
         }
-    }
-
-    pub fn level_name(self) -> Option<&'static str> {
-        self.level().map(|l| LEVEL_NAMES[l as usize])
     }
 
     pub fn with_partial(self, on: bool) -> Flags {
@@ -199,9 +292,8 @@ impl Flags {
         Flags((self.0 & !(3 << Self::STREAM_SHIFT)) | (v << Self::STREAM_SHIFT))
     }
 
-    /// Sets the syslog severity (values above 7 are clamped to 7).
-    pub fn with_level(self, level: Option<u8>) -> Flags {
-        let v = level.map_or(0, |l| l.min(7) + 1);
+    pub fn with_level(self, level: Option<Level>) -> Flags {
+        let v = level.map_or(0, |l| l.severity() + 1);
         Flags((self.0 & 0x0f) | (v << Self::LEVEL_SHIFT))
     }
 }
@@ -347,17 +439,46 @@ mod tests {
         let f = Flags::default()
             .with_partial(true)
             .with_stream(Some(Stream::Stderr))
-            .with_level(Some(3));
+            .with_level(Some(Level::Error));
         assert!(f.partial());
         assert!(!f.truncated());
         assert_eq!(f.stream(), Some(Stream::Stderr));
-        assert_eq!(f.level(), Some(3));
-        assert_eq!(f.level_name(), Some("error"));
+        assert_eq!(f.level(), Some(Level::Error));
+        assert_eq!(f.level().map(Level::as_str), Some("error"));
         let g = f.with_partial(false).with_truncated(true).with_level(None);
         assert!(!g.partial() && g.truncated());
         assert_eq!(g.stream(), Some(Stream::Stderr));
         assert_eq!(g.level(), None);
         assert_eq!(Flags::from_bits(f.bits()), f);
+    }
+
+    #[test]
+    fn levels_parse_names_aliases_and_numbers_and_print_names() {
+        for l in Level::ALL {
+            assert_eq!(Level::parse(l.as_str()), Some(l));
+            assert_eq!(Level::parse(&l.severity().to_string()), Some(l));
+            assert_eq!(Level::parse(&l.as_str().to_uppercase()), Some(l));
+            assert_eq!(Level::from_severity(l.severity()), Some(l));
+        }
+        for (alias, l) in [
+            ("err", Level::Error),
+            ("WARN", Level::Warning),
+            ("fatal", Level::Crit),
+            ("critical", Level::Crit),
+            ("panic", Level::Emerg),
+            ("trace", Level::Debug),
+            ("informational", Level::Info),
+        ] {
+            assert_eq!(Level::parse(alias), Some(l), "{alias}");
+        }
+        assert_eq!(Level::parse("8"), None);
+        assert_eq!(Level::parse("loud"), None);
+        assert_eq!(Level::from_severity(8), None);
+        let e = "loud".parse::<Level>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"loud\" is not a level") && e.contains("warning"),
+            "{e}"
+        );
     }
 
     #[test]

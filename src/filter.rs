@@ -217,7 +217,10 @@ pub fn entry_label<'a>(origin: &'a Origin, flags: Flags, name: &str) -> Option<&
             .stream()
             .map(Stream::as_str)
             .or_else(|| origin.label("stream")),
-        "level" => flags.level_name().or_else(|| origin.label("level")),
+        "level" => flags
+            .level()
+            .map(crate::entry::Level::as_str)
+            .or_else(|| origin.label("level")),
         _ => origin.label(name),
     }
 }
@@ -229,7 +232,7 @@ pub fn entry_labels(origin: &Origin, flags: Flags) -> Vec<(&str, &str)> {
     if let Some(s) = flags.stream() {
         out.push(("stream", s.as_str()));
     }
-    if let Some(l) = flags.level_name() {
+    if let Some(l) = flags.level().map(crate::entry::Level::as_str) {
         out.push(("level", l));
     }
     for (k, v) in origin.labels() {
@@ -922,7 +925,7 @@ mod tests {
         let out = Flags::default().with_stream(Some(Stream::Stdout));
         let err = Flags::default()
             .with_stream(Some(Stream::Stderr))
-            .with_level(Some(3));
+            .with_level(Some(crate::entry::Level::Error));
         let f = Filter::builder()
             .matcher(m("source", MatchOp::Re, "web.*"))
             .matcher(m("app", MatchOp::Ne, "apache"))
@@ -1003,7 +1006,7 @@ mod tests {
             .with_label("zone", "a");
         let flags = Flags::default()
             .with_stream(Some(Stream::Stderr))
-            .with_level(Some(4));
+            .with_level(Some(crate::entry::Level::Warning));
         assert_eq!(
             entry_labels(&o, flags),
             vec![

@@ -229,7 +229,7 @@ fn write_ndjson(out: &mut Vec<u8>, e: &EntryRef<'_>) {
         }
         out.push(b'}');
     }
-    if let Some(l) = e.flags.level_name() {
+    if let Some(l) = e.flags.level().map(crate::entry::Level::as_str) {
         out.extend_from_slice(b",\"level\":\"");
         out.extend_from_slice(l.as_bytes());
         out.push(b'"');
@@ -284,7 +284,7 @@ pub fn write_gap(out: &mut Vec<u8>, format: Format, first_seq: u64, missed: u64,
         time: now_ns,
         source_time: SourceTime::None,
         origin: &GAP_ORIGIN,
-        flags: Flags::default().with_level(Some(crate::selflog::Level::Warning as u8)),
+        flags: Flags::default().with_level(Some(crate::entry::Level::Warning)),
         msg: msg.as_bytes(),
     };
     write_entry(out, format, &entry);
@@ -646,7 +646,7 @@ mod tests {
             .with_label("a\"b", "1");
         let flags = Flags::default()
             .with_stream(Some(Stream::Stdout))
-            .with_level(Some(6))
+            .with_level(Some(crate::entry::Level::Info))
             .with_partial(true)
             .with_truncated(true);
         let l = line(Format::Ndjson, &o, flags, b"hi");

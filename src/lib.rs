@@ -6,9 +6,11 @@
 //! out. [`entry`] is the one entry model all of them share.
 
 pub mod cli;
+pub mod daemon;
 pub mod entry;
 pub mod filter;
 pub mod format;
+pub mod listener;
 pub mod ring;
 pub mod selflog;
 pub mod serve;

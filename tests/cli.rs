@@ -5,168 +5,22 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringtail")
-}
-
-/// Polls `cond` until it holds; panics after [`DEADLINE`] naming `what`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use support::{bin, wait_exit, wait_for, Daemon, DEADLINE};
 
 fn is_socket(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
 }
 
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let mut status = None;
-    wait_for("the process to exit", || {
-        status = child.try_wait().expect("try_wait");
-        status.is_some()
-    });
-    status.unwrap()
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A daemon started by a test; killed if the test ends without stopping it.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    query: PathBuf,
-    stderr: Arc<Mutex<String>>,
-    stdout: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    /// `ringtail serve` with both sockets in `dir`, plus `extra` flags.
-    fn start(dir: &Path, extra: &[&str]) -> Daemon {
-        let log = dir.join("log.sock");
-        let query = dir.join("query.sock");
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--socket-log".into(),
-            log.display().to_string(),
-            "--socket-query".into(),
-            query.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::spawn(&args, log, query)
-    }
-
-    /// Runs the binary with `args`, then waits until it says it listens.
-    fn spawn(args: &[String], log: PathBuf, query: PathBuf) -> Daemon {
-        let mut child = Command::new(bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringtail serve");
-        let stderr = collect(child.stderr.take().unwrap());
-        let stdout = collect(child.stdout.take().unwrap());
-        let d = Daemon {
-            child,
-            log,
-            query,
-            stderr,
-            stdout,
-        };
-        d.wait_listening();
-        d
-    }
-
-    fn wait_listening(&self) {
-        let mut exited = false;
-        wait_for("the daemon to say where it listens", || {
-            exited = self.stderr().contains("listening")
-                || self.stderr().contains("error")
-                || self.stderr().contains("cannot");
-            exited
-        });
-        assert!(
-            self.stderr().contains("listening"),
-            "daemon did not start: {}",
-            self.stderr()
-        );
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// `ringtail read --socket <query> ARGS`.
-    fn read(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("read")
-            .arg("--socket")
-            .arg(&self.query)
-            .args(args)
-            .output()
-            .expect("run ringtail read")
-    }
-
-    /// Reads (with `args`) until the output satisfies `cond`; returns it.
-    fn read_until(&self, args: &[&str], what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let mut out = String::new();
-        wait_for(what, || {
-            let o = self.read(args);
-            assert!(o.status.success(), "read failed: {}", text(&o.stderr));
-            out = text(&o.stdout);
-            cond(&out)
-        });
-        out
-    }
-
-    /// `ringtail run --socket-log <log> ARGS`.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("run")
-            .arg("--socket-log")
-            .arg(&self.log)
-            .args(args)
-            .output()
-            .expect("run ringtail run")
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> ExitStatus {
-        kill(self.pid(), Signal::SIGTERM).expect("send SIGTERM");
-        wait_exit(&mut self.child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The lines of a pipe, read on a thread of its own.
@@ -186,24 +40,6 @@ fn line_channel(from: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<S
 fn next_line(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
     rx.recv_timeout(DEADLINE)
         .unwrap_or_else(|e| panic!("no line while waiting for {what}: {e}"))
-}
-
-/// Collects a pipe's text on a thread of its own.
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
 }
 
 #[test]
@@ -684,23 +520,9 @@ os.execve(sys.argv[4], sys.argv[4:], env)
         bin().into(),
     ];
     full.extend(args.iter().map(|s| s.to_string()));
-    let mut child = Command::new("python3")
-        .args(&full)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
-    let stdout = collect(child.stdout.take().unwrap());
-    let d = Daemon {
-        child,
-        log,
-        query,
-        stderr,
-        stdout,
-    };
-    d.wait_listening();
+    let mut command = Command::new("python3");
+    command.args(&full);
+    let d = Daemon::spawn_command(command, log, query);
     Some(d)
 }
 

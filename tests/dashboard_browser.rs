@@ -178,16 +178,13 @@ async fn start_server(
     selflog: &SelfLog,
     shutdown: &CancellationToken,
 ) -> std::net::SocketAddr {
-    let state = HttpState::new(
-        ring.clone(),
-        selflog.clone(),
-        HttpConfig::default(),
-        shutdown.clone(),
-    );
+    let pipeline =
+        ringtail::sources::Pipeline::new(ring.clone(), selflog.clone(), Default::default());
+    let state = HttpState::new(pipeline.clone(), HttpConfig::default(), shutdown.clone());
     let app = http::app_with(
         state,
         [
-            loki::router(ring.clone(), selflog.clone(), loki::LokiLimits::default()),
+            loki::router(pipeline, loki::LokiLimits::default()),
             dashboard::router(),
         ],
     );
@@ -286,13 +283,13 @@ async fn dashboard_in_headless_chromium() {
     selflog.info("ringtail started (browser test)");
     let out = Flags::default()
         .with_stream(Some(Stream::Stdout))
-        .with_level(Some(6));
+        .with_level(Some(ringtail::entry::Level::Info));
     let err = Flags::default()
         .with_stream(Some(Stream::Stderr))
-        .with_level(Some(3));
+        .with_level(Some(ringtail::entry::Level::Error));
     let warn = Flags::default()
         .with_stream(Some(Stream::Stderr))
-        .with_level(Some(4));
+        .with_level(Some(ringtail::entry::Level::Warning));
     let paths = ["/", "/login", "/api/items", "/static/app.css", "/health"];
     append(
         &ring,

@@ -5,11 +5,8 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -17,81 +14,19 @@ use ringtail::entry::Origin;
 use ringtail::serve::memlogq::{self, ClientRequest, JsonRequest};
 use ringtail::sinks::export::{log_file_name, STATE_FILE};
 use ringtail::sinks::{parse_record, Record};
-use ringtail::sources::fdpass;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringtail")
+use support::{bin, wait_for, Daemon};
+
+/// What these tests ask of a daemon besides [`Daemon`]'s own.
+trait ExportTests {
+    fn dump(&self) -> Vec<(u64, String, String)>;
+    fn wait_msg(&self, msg: &str);
+    fn export(&self, dir: &Path, extra: &[&str]) -> Output;
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    query: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, extra: &[&str]) -> Daemon {
-        let log = dir.join("log.sock");
-        let query = dir.join("query.sock");
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .arg("--socket-log")
-            .arg(&log)
-            .arg("--socket-query")
-            .arg(&query)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = Arc::new(Mutex::new(String::new()));
-        let sink = err.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        wait_for("the daemon to listen", || {
-            let e = err.lock().unwrap();
-            e.contains("listening") || e.contains("ringtail:")
-        });
-        assert!(
-            err.lock().unwrap().contains("listening"),
-            "{}",
-            err.lock().unwrap()
-        );
-        Daemon { child, log, query }
-    }
-
-    /// Registers a pipe as `name`, writes `lines` into it and closes it.
-    fn log_lines(&self, name: &[u8], lines: &[String]) {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        fdpass::register(&self.log, name, &[r.as_fd()]).unwrap();
-        drop(r);
-        let mut w = fs::File::from(w);
-        for l in lines {
-            writeln!(w, "{l}").unwrap();
-        }
-    }
-
+impl ExportTests for Daemon {
     /// Every entry the daemon holds now: (seq, source, msg).
     fn dump(&self) -> Vec<(u64, String, String)> {
         let req = ClientRequest::Json(JsonRequest::default());
@@ -128,13 +63,6 @@ impl Daemon {
             .args(extra)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
     }
 }
 

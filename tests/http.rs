@@ -502,9 +502,14 @@ async fn sources_stats_metrics_healthz() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_ndjson_and_text() {
-    let mut cfg = config();
-    cfg.max_line_len = 8;
-    let s = TestServer::start(1000, cfg).await;
+    let ingest = ringtail::sources::IngestConfig {
+        max_line_len: 8,
+        ..Default::default()
+    };
+    let ring = std::sync::Arc::new(
+        ringtail::ring::Ring::open(&ringtail::ring::RingConfig::new(1000)).unwrap(),
+    );
+    let s = TestServer::with_ingest(ring, config(), ingest).await;
     let body = concat!(
         r#"{"source":"api","msg":"hello","stream":"stderr","level":"warning","labels":{"env":"prod"}}"#,
         "\n\n",

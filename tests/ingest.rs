@@ -1,176 +1,39 @@
 //! The fd-passing ingest socket end to end: a real unix datagram socket in
-//! a temp dir, `fdpass::serve` on a tokio runtime, fds registered with
-//! `fdpass::register`, and lines read back from ring snapshots.
+//! a temp dir, the fd-passing source on a tokio runtime ([`Stack`]), fds
+//! registered with `fdpass::register`, and lines read back from ring
+//! snapshots.
 //!
 //! Nothing here sleeps for a fixed time and then asserts: every check
 //! polls the ring until the condition holds, with a generous deadline.
 
+mod support;
+
 use std::fs::File;
 use std::io::{PipeWriter, Write};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringtail::entry::Entry;
-use ringtail::ring::{All, Read, ReadBatch, Ring, RingConfig};
-use ringtail::selflog::SelfLog;
+use ringtail::ring::RingConfig;
 use ringtail::sources::fdpass;
-use ringtail::sources::pace::Pacer;
 use ringtail::sources::{IngestConfig, LongLines, RateLimit};
-use tokio_util::sync::CancellationToken;
 
-/// How long any one condition may take to come true.
-const DEADLINE: Duration = Duration::from_secs(30);
+use support::{Stack, DEADLINE};
 
-/// A running ingest socket.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    ring: Arc<Ring>,
-    shutdown: CancellationToken,
-    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    runtime: tokio::runtime::Runtime,
-}
+/// A running ingest socket: a [`Stack`] with the fd-passing source.
+struct Daemon;
 
 impl Daemon {
-    fn start(config: IngestConfig) -> Daemon {
+    fn start(config: IngestConfig) -> Stack {
         Daemon::with_ring(config, RingConfig::new(100_000))
     }
 
-    fn with_ring(config: IngestConfig, ring_config: RingConfig) -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("log.sock");
-        let ring = Arc::new(Ring::open(&ring_config).expect("ring"));
-        let selflog = SelfLog::new(Arc::clone(&ring)).expect("self log");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let shutdown = CancellationToken::new();
-        let served = {
-            let _guard = runtime.enter();
-            let sock = tokio::net::UnixDatagram::bind(&socket).expect("bind the ingest socket");
-            let pacer = Arc::new(Pacer::new(ring.clone(), config.follower_pacing));
-            runtime.spawn(fdpass::serve(
-                sock,
-                Arc::clone(&ring),
-                pacer,
-                selflog,
-                config,
-                shutdown.clone(),
-            ))
-        };
-        Daemon {
-            _dir: dir,
-            socket,
-            ring,
-            shutdown,
-            served: Some(served),
-            runtime,
-        }
-    }
-
-    /// A pipe whose read end is registered as `name`; returns the write end.
-    fn pipe(&self, name: &str) -> PipeWriter {
-        let (r, w) = std::io::pipe().expect("pipe");
-        fdpass::register(&self.socket, name.as_bytes(), &[r.as_fd()]).expect("register");
-        w
-    }
-
-    /// Every entry in the ring now.
-    fn entries(&self) -> Vec<Entry> {
-        let snap = self.ring.snapshot();
-        let mut cursor = snap.cursor(All);
-        let mut batch = ReadBatch::new();
-        let mut out = Vec::new();
-        loop {
-            let status = cursor.read(&mut batch, 4096);
-            for item in batch.iter() {
-                if let Read::Entry(e) = item {
-                    out.push(e.to_owned());
-                }
-            }
-            if status != ringtail::ring::ReadStatus::More {
-                return out;
-            }
-        }
-    }
-
-    /// The messages of `source`, as text, in order.
-    fn messages(&self, source: &str) -> Vec<String> {
-        self.entries()
-            .iter()
-            .filter(|e| e.origin.source == source)
-            .map(|e| String::from_utf8_lossy(&e.msg).into_owned())
-            .collect()
-    }
-
-    /// Polls until `check` returns something, or fails the test.
-    fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&[Entry]) -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            let entries = self.entries();
-            if let Some(v) = check(&entries) {
-                return v;
-            }
-            if start.elapsed() > DEADLINE {
-                let dump: Vec<String> = entries
-                    .iter()
-                    .rev()
-                    .take(20)
-                    .map(|e| format!("{}: {}", e.origin.source, String::from_utf8_lossy(&e.msg)))
-                    .collect();
-                panic!("timed out waiting for {what}; newest entries: {dump:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits until `source` has exactly `want` as its messages.
-    fn wait_messages(&self, source: &str, want: &[&str]) -> Vec<Entry> {
-        self.wait_for(&format!("{want:?} from {source}"), |entries| {
-            let got: Vec<&Entry> = entries
-                .iter()
-                .filter(|e| e.origin.source == source)
-                .collect();
-            let texts: Vec<String> = got
-                .iter()
-                .map(|e| String::from_utf8_lossy(&e.msg).into_owned())
-                .collect();
-            (texts == want).then(|| got.into_iter().cloned().collect())
-        })
-    }
-
-    /// Waits for a self-log entry containing every one of `words`.
-    fn wait_selflog(&self, words: &[&str]) -> String {
-        self.wait_for(&format!("a self-log entry with {words:?}"), |entries| {
-            entries
-                .iter()
-                .filter(|e| e.origin.source == "ringtail")
-                .map(|e| String::from_utf8_lossy(&e.msg).into_owned())
-                .find(|m| words.iter().all(|w| m.contains(w)))
-        })
-    }
-
-    /// Cancels and waits for `serve` to return.
-    fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(served) = self.served.take() {
-            let result = self
-                .runtime
-                .block_on(async { tokio::time::timeout(DEADLINE, served).await })
-                .expect("serve returns after shutdown")
-                .expect("serve does not panic");
-            result.expect("serve ends cleanly");
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    fn with_ring(config: IngestConfig, ring_config: RingConfig) -> Stack {
+        Stack::builder()
+            .ring(ring_config)
+            .ingest(config)
+            .fdpass()
+            .start()
     }
 }
 
@@ -183,7 +46,7 @@ fn several_fds_in_one_datagram_share_the_name() {
     let d = Daemon::start(config());
     let pipes: Vec<_> = (0..3).map(|_| std::io::pipe().expect("pipe")).collect();
     let fds: Vec<_> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
-    fdpass::register(&d.socket, b"multi", &fds).expect("register");
+    fdpass::register(&d.log, b"multi", &fds).expect("register");
     for (i, (_, w)) in pipes.iter().enumerate() {
         let mut w: &PipeWriter = w;
         writeln!(w, "from pipe {i}").unwrap();
@@ -286,7 +149,7 @@ fn invalid_utf8_is_kept_as_bytes() {
 #[test]
 fn a_datagram_without_fds_is_ignored_with_a_warning() {
     let d = Daemon::start(config());
-    fdpass::register(&d.socket, b"nofd", &[]).expect("send");
+    fdpass::register(&d.log, b"nofd", &[]).expect("send");
     d.wait_selflog(&["nofd", "no file descriptor"]);
     // The socket still serves.
     let mut w = d.pipe("after");
@@ -298,7 +161,7 @@ fn a_datagram_without_fds_is_ignored_with_a_warning() {
 fn a_flood_of_bad_datagrams_logs_a_bounded_number_of_warnings() {
     let d = Daemon::start(config());
     for _ in 0..200 {
-        fdpass::register(&d.socket, b"nofd", &[]).expect("send");
+        fdpass::register(&d.log, b"nofd", &[]).expect("send");
     }
     let mut w = d.pipe("after");
     writeln!(w, "done").unwrap();
@@ -326,7 +189,7 @@ fn an_unbounded_writer_on_dev_zero_does_not_starve_a_normal_source() {
         ..config()
     });
     let zero = File::open("/dev/zero").expect("/dev/zero");
-    fdpass::register(&d.socket, b"zero", &[zero.as_fd()]).expect("register /dev/zero");
+    fdpass::register(&d.log, b"zero", &[zero.as_fd()]).expect("register /dev/zero");
     drop(zero);
     d.wait_for("the truncated /dev/zero entry", |entries| {
         entries
@@ -410,7 +273,7 @@ fn a_rate_limited_dev_zero_cannot_flood_the_ring() {
         ..config()
     });
     let zero = File::open("/dev/zero").expect("/dev/zero");
-    fdpass::register(&d.socket, b"zero", &[zero.as_fd()]).expect("register /dev/zero");
+    fdpass::register(&d.log, b"zero", &[zero.as_fd()]).expect("register /dev/zero");
     // One "suppressed" entry per interval, never more often.
     let times = d.wait_for("three suppression entries", |entries| {
         let times: Vec<u64> = entries
@@ -441,7 +304,7 @@ fn a_regular_file_is_read_to_its_end() {
     let path = dir.path().join("input.log");
     std::fs::write(&path, b"first\nsecond\nthird, unterminated").unwrap();
     let f = File::open(&path).unwrap();
-    fdpass::register(&d.socket, b"file", &[f.as_fd()]).expect("register a file");
+    fdpass::register(&d.log, b"file", &[f.as_fd()]).expect("register a file");
     d.wait_messages("file", &["first", "second", "third, unterminated"]);
 }
 
@@ -466,7 +329,7 @@ fn too_many_sources_are_refused_with_a_self_log_entry() {
     });
     let pipes: Vec<_> = (0..5).map(|_| std::io::pipe().expect("pipe")).collect();
     let fds: Vec<_> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
-    fdpass::register(&d.socket, b"crowd", &fds).expect("register");
+    fdpass::register(&d.log, b"crowd", &fds).expect("register");
     d.wait_selflog(&["refused 2 of 5 fd(s)", "crowd", "--max-sources"]);
     for (i, (_, w)) in pipes.iter().take(3).enumerate() {
         let mut w: &PipeWriter = w;
@@ -490,7 +353,7 @@ fn thousands_of_idle_sources_then_one_active_source() {
     for batch in 0..8 {
         let pipes: Vec<_> = (0..250).map(|_| std::io::pipe().expect("pipe")).collect();
         let fds: Vec<_> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
-        fdpass::register(&d.socket, format!("idle-{batch}").as_bytes(), &fds).expect("register");
+        fdpass::register(&d.log, format!("idle-{batch}").as_bytes(), &fds).expect("register");
         // The daemon has its own copies of the read ends.
         writers.extend(pipes.into_iter().map(|(_, w)| w));
     }
@@ -589,7 +452,7 @@ fn measure_idle_source_memory() {
     for batch in 0..IDLE / 250 {
         let pipes: Vec<_> = (0..250).map(|_| std::io::pipe().expect("pipe")).collect();
         let fds: Vec<_> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
-        fdpass::register(&d.socket, format!("idle-{batch}").as_bytes(), &fds).expect("register");
+        fdpass::register(&d.log, format!("idle-{batch}").as_bytes(), &fds).expect("register");
         writers.extend(pipes.into_iter().map(|(_, w)| w));
     }
     let mut w = d.pipe("active");
@@ -651,7 +514,7 @@ fn running_out_of_fds_refuses_new_sources_and_recovers() {
     // datagrams go out on a socket opened beforehand, since `register`
     // would need a new fd for each.
     for (i, (r, _)) in pipes.iter().enumerate() {
-        send_registration(&client, &d.socket, format!("src-{i}").as_bytes(), r.as_fd());
+        send_registration(&client, &d.log, format!("src-{i}").as_bytes(), r.as_fd());
     }
     d.wait_selflog(&["refused source", "out of fds"]);
     // The first source arrived and works.

@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use ringtail::entry::{Flags, Origin, Stream};
 use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig};
 use ringtail::selflog::SelfLog;
-use ringtail::serve::loki::push::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
 use ringtail::serve::loki::{self, LokiLimits};
+use ringtail::sources::loki_push::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,7 +34,8 @@ struct Server {
 async fn server_with(config: RingConfig, limits: LokiLimits) -> Server {
     let ring = Arc::new(Ring::open(&config).unwrap());
     let selflog = SelfLog::new(ring.clone()).unwrap();
-    let app = loki::router(ring.clone(), selflog, limits);
+    let pipeline = ringtail::sources::Pipeline::new(ring.clone(), selflog, Default::default());
+    let app = loki::router(pipeline, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -118,13 +119,13 @@ fn enc(s: &str) -> String {
 fn web() -> Flags {
     Flags::default()
         .with_stream(Some(Stream::Stdout))
-        .with_level(Some(6))
+        .with_level(Some(ringtail::entry::Level::Info))
 }
 
 fn db() -> Flags {
     Flags::default()
         .with_stream(Some(Stream::Stderr))
-        .with_level(Some(3))
+        .with_level(Some(ringtail::entry::Level::Error))
 }
 
 /// A ring with two sources and known times.
@@ -584,7 +585,10 @@ async fn push_round_trips() {
             ("proto", b"proto two"),
         ]
     );
-    assert_eq!(got[0].2.level_name(), Some("error"));
+    assert_eq!(
+        got[0].2.level().map(ringtail::entry::Level::as_str),
+        Some("error")
+    );
     assert_eq!(got[3].2.stream(), Some(Stream::Stderr));
 
     // Read back through the query API: labels as pushed.

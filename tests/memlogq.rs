@@ -6,6 +6,8 @@
 //! condition (a line, an end of file) with a generous timeout that only
 //! matters when the test is failing anyway.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -13,56 +15,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringtail::entry::{Flags, Origin, Stream};
-use ringtail::ring::{OriginHandle, Ring, RingConfig, Span};
-use ringtail::selflog::SelfLog;
+use ringtail::ring::{OriginHandle, Ring, Span};
 use ringtail::serve::memlogq::{self, ClientRequest, JsonRequest, Mode, QueryConfig, QueryFormat};
-use ringtail::sources::pace::Pacer;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use support::Stack;
 
 /// Long enough that only a broken server hits it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A query socket over a ring filled through the ring API.
 struct Server {
+    stack: Stack,
     path: PathBuf,
     ring: Arc<Ring>,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(max_lines: u64, config: QueryConfig) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("query.sock");
-        let ring = Arc::new(Ring::open(&RingConfig::new(max_lines)).unwrap());
-        let selflog = SelfLog::new(ring.clone()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let shutdown = CancellationToken::new();
-        let task = {
-            let _guard = rt.enter();
-            let listener = tokio::net::UnixListener::bind(&path).unwrap();
-            rt.spawn(memlogq::serve(
-                listener,
-                ring.clone(),
-                Arc::new(Pacer::new(ring.clone(), 0)),
-                selflog,
-                config,
-                shutdown.clone(),
-            ))
-        };
+        let stack = Stack::builder()
+            .lines(max_lines)
+            .ingest(ringtail::sources::IngestConfig {
+                follower_pacing: 0,
+                ..Default::default()
+            })
+            .query(config)
+            .start();
         Server {
-            path,
-            ring,
-            shutdown,
-            task: Some(task),
-            rt,
-            _dir: dir,
+            path: stack.query.clone(),
+            ring: stack.ring.clone(),
+            stack,
         }
     }
 
@@ -88,19 +69,7 @@ impl Server {
 
     /// Stops the server and checks that it returns.
     fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        let r = self
-            .rt
-            .block_on(async { tokio::time::timeout(PATIENCE, task).await })
-            .expect("serve() returns after shutdown");
-        r.unwrap().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.stack.stop();
     }
 }
 

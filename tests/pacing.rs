@@ -12,68 +12,40 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringtail::ring::{Ring, RingConfig};
-use ringtail::selflog::SelfLog;
+mod support;
+
+use ringtail::ring::Ring;
 use ringtail::serve::memlogq::{self, ClientRequest, Mode, QueryConfig};
+use ringtail::sources::fdpass;
 use ringtail::sources::pace::Pacer;
-use ringtail::sources::{fdpass, IngestConfig};
-use tokio_util::sync::CancellationToken;
+use support::Stack;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The fd-passing socket and the query socket sharing one pacer.
 struct Daemon {
-    _dir: tempfile::TempDir,
+    /// Keeps the sockets and the runtime alive.
+    _stack: Stack,
     log: PathBuf,
     query: PathBuf,
     ring: Arc<Ring>,
     pacer: Arc<Pacer>,
-    shutdown: CancellationToken,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Daemon {
-    fn start(lines: u64, pacer: impl FnOnce(Arc<Ring>) -> Pacer) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log.sock");
-        let query = dir.path().join("query.sock");
-        let ring = Arc::new(Ring::open(&RingConfig::new(lines)).unwrap());
-        let pacer = Arc::new(pacer(ring.clone()));
-        let selflog = SelfLog::new(ring.clone()).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let shutdown = CancellationToken::new();
-        {
-            let _guard = runtime.enter();
-            let log_socket = tokio::net::UnixDatagram::bind(&log).unwrap();
-            let listener = tokio::net::UnixListener::bind(&query).unwrap();
-            runtime.spawn(fdpass::serve(
-                log_socket,
-                ring.clone(),
-                pacer.clone(),
-                selflog.clone(),
-                IngestConfig::default(),
-                shutdown.clone(),
-            ));
-            runtime.spawn(memlogq::serve(
-                listener,
-                ring.clone(),
-                pacer.clone(),
-                selflog,
-                QueryConfig::default(),
-                shutdown.clone(),
-            ));
-        }
+    fn start(lines: u64, pacer: impl FnOnce(Arc<Ring>) -> Pacer + 'static) -> Daemon {
+        let stack = Stack::builder()
+            .lines(lines)
+            .pacer(pacer)
+            .fdpass()
+            .query(QueryConfig::default())
+            .start();
         Daemon {
-            _dir: dir,
-            log,
-            query,
-            ring,
-            pacer,
-            shutdown,
-            runtime: Some(runtime),
+            log: stack.log.clone(),
+            query: stack.query.clone(),
+            ring: stack.ring.clone(),
+            pacer: stack.pipeline.pacer().clone(),
+            _stack: stack,
         }
     }
 
@@ -109,15 +81,6 @@ impl Daemon {
         let (r, w) = std::io::pipe().unwrap();
         fdpass::register(&self.log, name.as_bytes(), &[r.as_fd()]).unwrap();
         w
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
     }
 }
 

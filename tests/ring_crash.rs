@@ -7,14 +7,14 @@
 //! The child is this same test binary, re-run with an environment variable
 //! that turns `crash_child_writer` into the writer.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::verify::{check, message};
 use ringtail::entry::{Flags, Origin};
 use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig, Span};
+use support::verify::{check, message};
 
 const CHILD_ENV: &str = "RINGTAIL_CRASH_CHILD_FILE";
 const WRITERS: u32 = 3;

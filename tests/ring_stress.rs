@@ -5,14 +5,14 @@
 //! order, and exact accounting: entries delivered + gap counts = the seq
 //! range the reader covered.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::verify::{check, message};
 use ringtail::entry::{Flags, Origin, SourceTime};
 use ringtail::ring::{All, Read, ReadBatch, ReadStatus, Ring, RingConfig, Span};
+use support::verify::{check, message};
 
 const WRITERS: u32 = 4;
 const PER_WRITER: u64 = 60_000;
@@ -112,7 +112,7 @@ impl Tally {
 /// The stamp a batched writer gives a message: its checksum, cut to the 63
 /// bits a source time holds.
 fn stamp_of(msg: &[u8]) -> u64 {
-    common::verify::fnv(msg) >> 1
+    support::verify::fnv(msg) >> 1
 }
 
 /// Writes `per_writer` messages, in batches of 1 to `spread` when batched.

@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
             let e = EntryRef {
                 seq: 5,
                 time: NOW,
+                source_time: ringtail::entry::SourceTime::None,
                 origin: &origin,
                 flags,
                 msg: data,

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let entry = EntryRef {
         seq: 5,
         time: NOW,
+        source_time: ringtail::entry::SourceTime::None,
         origin: &origin,
         flags: Flags::default().with_stream(Some(Stream::Stderr)),
         msg: data,
@@ -58,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     match parse_ingest(&query) {
         Err(e) => named(&e.to_string()),
         Ok(q) => {
-            assert!(q.level.is_none_or(|l| l <= 7));
+            assert!(q.level.is_none_or(|l| l.severity() <= 7));
             for (k, _) in &q.labels {
                 assert!(!k.is_empty());
             }

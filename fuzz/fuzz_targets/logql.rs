@@ -29,7 +29,7 @@ static RING: LazyLock<(Arc<Ring>, u64)> = LazyLock::new(|| {
     let db = ring.origin(Origin::new("db")).expect("origin");
     for i in 0..200u32 {
         let (h, flags) = if i % 3 == 0 {
-            (&db, Flags::default().with_stream(Some(Stream::Stderr)).with_level(Some(3)))
+            (&db, Flags::default().with_stream(Some(Stream::Stderr)).with_level(Some(ringtail::entry::Level::Error)))
         } else {
             (&web, Flags::default().with_stream(Some(Stream::Stdout)))
         };

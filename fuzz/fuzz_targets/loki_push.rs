@@ -8,23 +8,32 @@
 //!
 //! Checked: no panic; refusals are 400, 413 or 415 (429 when the small
 //! origin table is full); an accepted body is appended entirely, each line
-//! split into pieces of at most the ring's entry length.
+//! split into pieces of at most the line limit.
 #![no_main]
 
 use std::io::Write as _;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
 use ringtail::ring::{Ring, RingConfig};
-use ringtail::serve::loki::push;
+use ringtail::selflog::SelfLog;
+use ringtail::sources::{loki_push as push, IngestConfig, Pipeline};
 
 const MAX: usize = 1 << 16;
+/// The line limit pushes are stored under.
+const LINE: usize = 64;
 
-static RING: LazyLock<Ring> = LazyLock::new(|| {
+static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
     let mut config = RingConfig::new(4096);
-    config.max_entry_len = 64;
+    config.max_entry_len = 1024;
     config.max_origins = 32;
-    Ring::open(&config).expect("ring")
+    let ring = Arc::new(Ring::open(&config).expect("ring"));
+    let selflog = SelfLog::new(ring.clone()).expect("self log");
+    let ingest = IngestConfig {
+        max_line_len: LINE,
+        ..IngestConfig::default()
+    };
+    Pipeline::new(ring, selflog, ingest)
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -54,14 +63,15 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let ring = &*RING;
+    let pipeline = &*PIPELINE;
+    let ring = pipeline.ring();
     let pieces: u64 = streams
         .iter()
-        .flat_map(|s| s.lines.iter())
-        .map(|l| l.len().div_ceil(ring.max_entry_len()).max(1) as u64)
+        .flat_map(|s| s.entries.iter())
+        .map(|(_, l)| l.len().div_ceil(LINE).max(1) as u64)
         .sum();
     let before = ring.published_seq();
-    match push::ingest(ring, &streams) {
+    match push::ingest(pipeline, &streams) {
         Ok(n) => {
             assert_eq!(n, pieces);
             assert_eq!(ring.published_seq() - before, n);

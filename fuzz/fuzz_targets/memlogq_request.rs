@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
                 let e = EntryRef {
                     seq: i as u64 + 1,
                     time: NOW - 1_000_000_000 * i as u64,
+                    source_time: ringtail::entry::SourceTime::None,
                     origin: &origin,
                     flags: Flags::default().with_stream(Some(Stream::Stderr)),
                     msg,

@@ -12,6 +12,7 @@
 //! installed under those names or called by their init scripts unchanged.
 
 pub mod argv;
+pub mod config;
 pub mod export;
 pub mod read;
 pub mod run;
@@ -20,7 +21,7 @@ pub mod serve;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// memlogd's ingest (fd-passing) socket.
 pub const MEMLOGD_LOG_SOCKET: &str = "/var/run/linuxkit-external-logging.sock";
@@ -52,7 +53,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the daemon: the fd-passing ingest socket, the query socket, the ring.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the logs kept by a running daemon (like LinuxKit's logread).
     Read(read::ReadArgs),
     /// Run a command with its stdout and stderr logged as NAME.out and NAME.
@@ -64,13 +65,76 @@ pub enum Command {
 /// The `ringtail` program: parses `args` (argv, program name first) and
 /// runs the subcommand. Returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
-    let cli = Cli::parse_from(argv::rewrite(args));
+    let argv = argv::rewrite(args);
+    let matches = Cli::command().get_matches_from(argv.clone());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Serve(args) => serve::main(args),
+        Command::Serve(args) => serve_with_config(*args, argv, &matches),
         Command::Read(args) => read::main(args),
         Command::Run(args) => run::main(args),
         Command::Export(args) => export::main(args),
     }
+}
+
+/// `ringtail serve`, with its config file (if any) merged under the
+/// command line: the file's keys become flags before the command line's
+/// own, for the flags the command line does not give, and the whole is
+/// parsed again.
+fn serve_with_config(
+    args: serve::ServeArgs,
+    argv: Vec<OsString>,
+    matches: &clap::ArgMatches,
+) -> i32 {
+    let cmd = Cli::command();
+    let serve_cmd = cmd
+        .find_subcommand("serve")
+        .expect("serve is a subcommand")
+        .clone();
+    let serve_matches = matches
+        .subcommand_matches("serve")
+        .expect("the serve subcommand matched");
+    let Some(path) = args.config.clone() else {
+        let effective = args.check.then(|| {
+            config::effective(&serve_cmd, serve_matches, None, &config::Loaded::default())
+        });
+        return serve::main(args, &config::Tables::default(), effective);
+    };
+    let given =
+        |id: &str| serve_matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let loaded = match config::load(&path, &serve_cmd, given, crate::sources::SourceArgs::TABLES) {
+        Ok(l) => l,
+        Err(e) => {
+            print_error(e);
+            return 2;
+        }
+    };
+    // argv is `PROGRAM serve FLAGS...` (argv::rewrite puts serve first).
+    let mut merged: Vec<OsString> = argv[..2].to_vec();
+    merged.extend(loaded.flags.iter().cloned());
+    merged.extend(argv[2..].iter().cloned());
+    let matches = match Cli::command().try_get_matches_from(merged) {
+        Ok(m) => m,
+        Err(e) => match config::blame(&path, &serve_cmd, &loaded, &e) {
+            Some(msg) => {
+                print_error(msg);
+                return 2;
+            }
+            None => e.exit(),
+        },
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Command::Serve(args) = cli.command else {
+        unreachable!("the merged command line is still serve")
+    };
+    let effective = args.check.then(|| {
+        config::effective(
+            &serve_cmd,
+            matches.subcommand_matches("serve").expect("serve matched"),
+            Some(&path),
+            &loaded,
+        )
+    });
+    serve::main(*args, &loaded.tables, effective)
 }
 
 /// The directory of ringtail's own sockets when none is given:

@@ -3,28 +3,48 @@
 //!
 //! memlogd's flags (`-max-lines`, `-socket-log`, `-socket-query`, `-fd-log`,
 //! `-fd-query`, `-max-line-len`, `-daemonize`) are the same flags written
-//! with two dashes; [`super::argv`] rewrites the single-dash forms.
+//! with two dashes; [`super::argv`] rewrites the single-dash forms. Each
+//! source's flags are its own ([`SourceArgs`], one help heading each), and
+//! every flag is also a key of the config file ([`super::config`]).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::ring::{default_max_bytes, RingConfig};
-use crate::serve::daemon::{self, DaemonConfig, Handover, SocketSpec};
+use super::config::Tables;
+use crate::daemon::{self, daemonize, DaemonConfig, HTTP_LISTENER, QUERY_LISTENER};
+use crate::listener::{Address, BindOptions, Handover, Listener, SocketKind};
+use crate::ring::{default_max_bytes, RingConfig, DEFAULT_MAX_LINES};
 use crate::serve::http::{self, HttpConfig, Token};
 use crate::serve::memlogq::{QueryConfig, QueryFormat};
-use crate::sources::{pace, IngestConfig, LongLines, RateLimit};
+use crate::sinks::echo::Echo;
+use crate::sinks::Sink;
+use crate::sources::{
+    pace, Defaults, IngestConfig, LongLines, RateLimit, SourceArgs, DEFAULT_MAX_LINE_LEN,
+};
 
 /// The smallest longest-entry the ring is opened with (see `to_config`).
 const MIN_ENTRY_LEN: usize = 1024;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file: every flag is a key spelled as
+    /// its long name (max-lines = 5000), flags on the command line win.
+    /// See examples/ringtail.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the flags and the config file, print the effective
+    /// configuration, and exit without starting.
+    #[arg(long)]
+    pub check: bool,
+
     /// Entries kept in the ring; the oldest go first (memlogd's -max-lines).
-    #[arg(long, value_name = "N", default_value_t = 5000)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LINES)]
     pub max_lines: u64,
 
     /// Message bytes kept in the ring (e.g. 64MiB); whichever of
@@ -36,16 +56,16 @@ pub struct ServeArgs {
     /// Longest entry, in bytes (memlogd's -max-line-len); longer lines are
     /// split into several entries flagged `partial`, or cut with
     /// --long-lines truncate.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_LEN)]
     pub max_line_len: usize,
 
     /// What happens to a line longer than --max-line-len.
-    #[arg(long, value_enum, value_name = "MODE", default_value = "split")]
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = LongLines::Split)]
     pub long_lines: LongLines,
 
     /// The most sources (registered fds) read at once, and the size of the
     /// ring's table of source names.
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    #[arg(long, value_name = "N", default_value_t = crate::ring::DEFAULT_MAX_ORIGINS)]
     pub max_sources: u64,
 
     /// Keep the ring in this file instead of memory: every entry a writer
@@ -60,7 +80,7 @@ pub struct ServeArgs {
 
     /// Line format of memlogd's dump/follow queries: `json` (current
     /// memlogd) or `text` (memlogd before 2022: `<time>,<source>;<msg>`).
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "json")]
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = QueryFormat::Json)]
     pub query_format: QueryFormat,
 
     /// Use memlogd's socket paths (/var/run/linuxkit-external-logging.sock
@@ -68,21 +88,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub memlogd_paths: bool,
 
-    /// The fd-passing ingest socket (memlogd's -socket-log). Default:
-    /// log.sock in /run/ringtail (root), $XDG_RUNTIME_DIR/ringtail or
-    /// /tmp/ringtail-$UID.
-    #[arg(long, value_name = "PATH")]
-    pub socket_log: Option<PathBuf>,
-
     /// The query socket (memlogd's -socket-query). Default: query.sock in
     /// the same directory as the default ingest socket.
     #[arg(long, value_name = "PATH")]
     pub socket_query: Option<PathBuf>,
-
-    /// Use this inherited, already-bound datagram socket as the ingest
-    /// socket (memlogd's -fd-log; overrides --socket-log; -1 means none).
-    #[arg(long, value_name = "FD", allow_negative_numbers = true)]
-    pub fd_log: Option<i32>,
 
     /// Use this inherited, already-listening stream socket as the query
     /// socket (memlogd's -fd-query; overrides --socket-query; -1 means none).
@@ -169,74 +178,40 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FD", hide = true, conflicts_with = "daemonize")]
     pub ready_fd: Option<i32>,
 
-    /// Internal (--daemonize): an inherited, listening TCP socket to serve
-    /// HTTP on, instead of binding --http.
-    #[arg(long, value_name = "FD", hide = true, requires = "ready_fd")]
-    pub fd_http: Option<i32>,
+    /// Internal (--daemonize): the socket of listener NAME is the
+    /// inherited fd FD. Repeated.
+    #[arg(long, value_name = "NAME=FD", hide = true, requires = "ready_fd",
+          value_parser = daemonize::parse_inherit)]
+    pub inherit: Vec<(String, RawFd)>,
 
     /// Internal (--daemonize): a socket file the process that started this
     /// one created; removed at shutdown. Repeated.
     #[arg(long, value_name = "PATH", hide = true, requires = "ready_fd")]
     pub owned_socket: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 /// The command line that starts this daemon again in the background for
 /// `--daemonize` ([`DaemonConfig::relaunch`]), from `argv` (the program's
-/// own, program name first): the flags clap saw, without those that choose
-/// the sockets (`--socket-log`, `--socket-query`, `--fd-log`, `--fd-query`,
-/// `--memlogd-paths`), `--daemonize`, and the hidden handover flags; the
-/// daemon appends the fds it hands over. The program name is kept, so the
-/// background daemon shows under the same name (`memlogd` included).
+/// own, program name first): the same, without `--daemonize` (in any of
+/// its spellings); the daemon appends the handover flags. The program name
+/// is kept, so the background daemon shows under the same name (`memlogd`
+/// included).
 pub fn relaunch_command_line(argv: Vec<OsString>) -> Vec<OsString> {
-    const FLAGS: &[&str] = &["--daemonize", "--memlogd-paths"];
-    const WITH_VALUE: &[&str] = &[
-        "--socket-log",
-        "--socket-query",
-        "--fd-log",
-        "--fd-query",
-        "--ready-fd",
-        "--fd-http",
-        "--owned-socket",
-    ];
-    let mut rewritten = super::argv::rewrite(argv).into_iter();
-    let program = rewritten
-        .next()
-        .unwrap_or_else(|| OsString::from("ringtail"));
-    // clap saw `PROGRAM serve FLAGS...`. serve takes no positional
-    // argument, so every other token is a flag or the value of the flag
-    // before it, and a value never looks like a flag: clap refuses
-    // `--ring-file --daemonize`, and `--ring-file=--daemonize` is one token.
-    let mut kept = Vec::new();
-    let mut tokens = rewritten.skip_while(|a| a == "serve");
-    while let Some(arg) = tokens.next() {
+    let mut out = Vec::with_capacity(argv.len());
+    for (i, arg) in argv.into_iter().enumerate() {
         let bytes = arg.as_encoded_bytes();
-        if FLAGS.iter().any(|f| bytes == f.as_bytes()) {
-            continue;
+        let is_daemonize = i > 0
+            && matches!(
+                bytes,
+                b"--daemonize" | b"-daemonize" | b"-daemonize=true" | b"--daemonize=true"
+            );
+        if !is_daemonize {
+            out.push(arg);
         }
-        if WITH_VALUE.iter().any(|f| bytes == f.as_bytes()) {
-            tokens.next();
-            continue;
-        }
-        let with_equals =
-            |f: &&str| bytes.starts_with(f.as_bytes()) && bytes.get(f.len()) == Some(&b'=');
-        if WITH_VALUE.iter().any(with_equals) {
-            continue;
-        }
-        kept.push(arg);
     }
-    // The background daemon's command line goes through `argv::rewrite`
-    // again: give it what yields `serve` plus the kept flags (which are in
-    // the form `rewrite` leaves alone).
-    let personality = super::argv::rewrite(vec![program.clone()]);
-    let mut out = match &personality[1..] {
-        [] => vec![program, OsString::from("serve")],
-        // Invoked as memlogd: `rewrite` puts `serve --memlogd-paths` back.
-        [serve, memlogd_paths] if serve == "serve" && memlogd_paths == "--memlogd-paths" => {
-            vec![program]
-        }
-        _ => vec![OsString::from("ringtail"), OsString::from("serve")],
-    };
-    out.extend(kept);
     out
 }
 
@@ -327,8 +302,16 @@ pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
 }
 
 impl ServeArgs {
-    /// The daemon configuration these flags describe.
-    pub fn to_config(&self) -> Result<DaemonConfig, String> {
+    /// Where the defaults of sources and servers come from.
+    fn defaults(&self) -> Defaults {
+        Defaults {
+            memlogd_paths: self.memlogd_paths,
+        }
+    }
+
+    /// The daemon configuration these flags and the config file's tables
+    /// describe.
+    pub fn to_config(&self, tables: &Tables) -> Result<DaemonConfig, String> {
         let mut ring = RingConfig::new(self.max_lines);
         ring.max_bytes = self
             .max_bytes
@@ -349,36 +332,35 @@ impl ServeArgs {
             max_sources: usize::try_from(self.max_sources).unwrap_or(usize::MAX),
             follower_pacing: self.follower_pacing,
         };
-        let query = QueryConfig {
-            format: self.query_format,
-            ..QueryConfig::default()
-        };
-
-        let uses_default_dir = self.socket_log.is_none() || self.socket_query.is_none();
-        let fd = |v: Option<i32>| v.filter(|&n| n >= 0);
-        let log_socket = match fd(self.fd_log) {
-            Some(n) => SocketSpec::Fd(n),
-            None => SocketSpec::Path(
-                self.socket_log
-                    .clone()
-                    .unwrap_or_else(|| super::default_log_socket(self.memlogd_paths)),
-            ),
-        };
-        let query_socket = match fd(self.fd_query) {
-            Some(n) => SocketSpec::Fd(n),
-            None => SocketSpec::Path(
+        let sources = self.sources.sources(&self.defaults(), tables)?;
+        for (kind, t) in tables.iter() {
+            if !SourceArgs::TABLES.contains(&kind) {
+                if let Some(t) = t.first() {
+                    return Err(t.error("no source or sink reads this kind of table"));
+                }
+            }
+        }
+        let query_address = match self.fd_query.filter(|&n| n >= 0) {
+            Some(n) => Address::Fd(n),
+            None => Address::Path(
                 self.socket_query
                     .clone()
                     .unwrap_or_else(|| super::default_query_socket(self.memlogd_paths)),
             ),
         };
-        let socket_dir = (uses_default_dir && !self.memlogd_paths).then(|| {
-            let root = rustix::process::geteuid().is_root();
-            (
-                super::default_socket_dir(),
-                if root { 0o755 } else { 0o700 },
-            )
-        });
+        let query = (
+            Listener::new(
+                QUERY_LISTENER,
+                SocketKind::UnixStream,
+                query_address,
+                "queries",
+                "--socket-query",
+            ),
+            QueryConfig {
+                format: self.query_format,
+                ..QueryConfig::default()
+            },
+        );
         let http = match self.http {
             Some(HttpListen::Off) => None,
             listen => {
@@ -398,10 +380,17 @@ impl ServeArgs {
                         "--http-max-limit and --http-max-followers must be at least 1".to_string(),
                     );
                 }
-                Some(http::ListenConfig {
-                    addr,
-                    explicit,
-                    config: HttpConfig {
+                let mut listener = Listener::new(
+                    HTTP_LISTENER,
+                    SocketKind::Tcp,
+                    Address::Inet(addr),
+                    "HTTP API",
+                    "--http",
+                );
+                listener.optional = !explicit;
+                Some((
+                    listener,
+                    HttpConfig {
                         token,
                         max_limit: self.http_max_limit,
                         default_limit: http::DEFAULT_LIMIT.min(self.http_max_limit),
@@ -413,48 +402,91 @@ impl ServeArgs {
                             ..Default::default()
                         },
                         timeout: self.http_timeout,
-                        max_line_len: self.max_line_len,
-                        long_lines: self.long_lines,
                         ..HttpConfig::default()
                     },
-                })
+                ))
             }
         };
-        let handover = self.ready_fd.map(|ready_fd| Handover {
-            ready_fd,
-            http_fd: self.fd_http,
-            owned_sockets: self.owned_socket.clone(),
+        let handover = self.ready_fd.map(|_| Handover {
+            fds: self.inherit.clone(),
+            owned_files: self.owned_socket.clone(),
         });
+        let socket_dir = (!self.memlogd_paths).then(|| {
+            let root = rustix::process::geteuid().is_root();
+            (
+                super::default_socket_dir(),
+                if root { 0o755 } else { 0o700 },
+            )
+        });
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if self.echo {
+            sinks.push(Box::new(Echo::new()));
+        }
+        let name = |v: Option<clap::builder::PossibleValue>| {
+            v.map(|v| v.get_name().to_string()).unwrap_or_default()
+        };
+        let summary = vec![
+            (
+                "ring in".to_string(),
+                match &self.ring_file {
+                    Some(f) => format!("file {}", f.display()),
+                    None => "memory".to_string(),
+                },
+            ),
+            ("max-line-len".into(), self.max_line_len.to_string()),
+            (
+                "long-lines".into(),
+                name(clap::ValueEnum::to_possible_value(&self.long_lines)),
+            ),
+            (
+                "rate-limit".into(),
+                match self.rate_limit {
+                    Some(r) => format!("{}/{:?}", r.lines, r.interval),
+                    None => "off".to_string(),
+                },
+            ),
+            (
+                "query-format".into(),
+                name(clap::ValueEnum::to_possible_value(&self.query_format)),
+            ),
+        ];
         Ok(DaemonConfig {
             ring,
             ingest,
+            sources,
+            sinks,
             query,
-            log_socket,
-            query_socket,
-            socket_mode: self.socket_mode,
-            socket_dir,
-            systemd_activation: true,
-            echo: self.echo,
             http,
+            bind: BindOptions {
+                socket_mode: self.socket_mode,
+                socket_dir,
+                systemd: true,
+                handover,
+                path_flags_hint: "--socket-log and --socket-query".into(),
+            },
             daemonize: self.daemonize,
             // Filled in by `main`, which knows the program's command line.
             relaunch: Vec::new(),
-            handover,
-            log_flag: "--socket-log".into(),
-            query_flag: "--socket-query".into(),
+            ready_fd: self.ready_fd,
+            summary,
         })
     }
 }
 
-/// Runs `ringtail serve`; returns the exit code.
-pub fn main(args: ServeArgs) -> i32 {
-    let mut config = match args.to_config() {
+/// Runs `ringtail serve`; returns the exit code. `tables` are the config
+/// file's lists; `effective` is the `--check` output.
+pub fn main(args: ServeArgs, tables: &Tables, effective: Option<String>) -> i32 {
+    let mut config = match args.to_config(tables) {
         Ok(c) => c,
         Err(e) => {
             super::print_error(e);
             return 2;
         }
     };
+    if args.check {
+        print!("{}", effective.unwrap_or_default());
+        return 0;
+    }
     if config.daemonize {
         // The background daemon is this program started again with this
         // program's own command line (the one `main` parsed).
@@ -486,20 +518,51 @@ mod tests {
             .serve
     }
 
+    fn config(args: &[&str]) -> Result<DaemonConfig, String> {
+        parse(args).to_config(&Tables::default())
+    }
+
+    /// Every listener of a configuration, by name.
+    fn listeners(c: &DaemonConfig) -> Vec<(String, Address)> {
+        let mut all: Vec<(String, Address)> = c
+            .sources
+            .iter()
+            .flat_map(|s| s.listeners())
+            .map(|l| (l.name, l.address))
+            .collect();
+        all.push((c.query.0.name.clone(), c.query.0.address.clone()));
+        if let Some((l, _)) = &c.http {
+            all.push((l.name.clone(), l.address.clone()));
+        }
+        all
+    }
+
+    fn address(c: &DaemonConfig, name: &str) -> Address {
+        listeners(c)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no listener {name}"))
+            .1
+    }
+
     #[test]
     fn defaults_are_memlogds() {
-        let a = parse(&[]);
-        let c = a.to_config().unwrap();
+        let c = config(&[]).unwrap();
         assert_eq!(c.ring.max_lines, 5000);
         assert_eq!(c.ring.max_entry_len, 1024);
         assert_eq!(c.ingest.max_line_len, 1024);
-        assert_eq!(c.socket_mode, 0o660);
-        let h = c.http.expect("HTTP is on by default");
-        assert_eq!(h.addr.to_string(), http::DEFAULT_ADDR);
-        assert!(!h.explicit);
-        assert_eq!(h.config.max_limit, http::DEFAULT_MAX_LIMIT);
-        assert_eq!(h.config.max_body, 1 << 20);
-        assert!(!c.echo && !c.daemonize && c.handover.is_none());
+        assert_eq!(c.bind.socket_mode, 0o660);
+        let (l, h) = c.http.as_ref().expect("HTTP is on by default");
+        assert_eq!(
+            l.address,
+            Address::Inet(http::DEFAULT_ADDR.parse().unwrap())
+        );
+        assert!(l.optional, "the default address may be taken");
+        assert_eq!(h.max_limit, http::DEFAULT_MAX_LIMIT);
+        assert_eq!(h.max_body, 1 << 20);
+        assert!(c.sinks.is_empty() && !c.daemonize && c.bind.handover.is_none());
+        let names: Vec<String> = listeners(&c).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["log", "query", "http"]);
     }
 
     /// Parses a whole command line as `main` does.
@@ -507,7 +570,7 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from(crate::cli::argv::rewrite(argv.to_vec()))
             .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         match cli.command {
-            crate::cli::Command::Serve(a) => a,
+            crate::cli::Command::Serve(a) => *a,
             other => panic!("{argv:?} is not serve: {other:?}"),
         }
     }
@@ -533,20 +596,21 @@ mod tests {
             assert!(parse_argv(&argv).daemonize);
             let mut child = relaunch_command_line(argv.clone());
             assert_eq!(child[0], argv[0], "the program name is kept");
-            assert_eq!(child.get(1).is_some_and(|a| a == "serve"), !as_memlogd);
+            assert_eq!(
+                child.get(1).is_some_and(|a| a == "serve"),
+                !as_memlogd && argv[1] == "serve"
+            );
             let handover = Handover {
-                ready_fd: 9,
-                http_fd: Some(8),
-                owned_sockets: vec![PathBuf::from("/a"), PathBuf::from("-max-lines odd")],
+                fds: vec![("log".into(), 5), ("query".into(), 6), ("http".into(), 8)],
+                owned_files: vec![PathBuf::from("/a"), PathBuf::from("-max-lines odd")],
             };
-            child.extend(daemon::background_args(5, 6, &handover));
-            let c = parse_argv(&child).to_config().unwrap();
+            child.extend(daemonize::background_args(&handover, 9));
+            let c = parse_argv(&child).to_config(&Tables::default()).unwrap();
             assert!(!c.daemonize);
-            assert_eq!(c.log_socket, SocketSpec::Fd(5));
-            assert_eq!(c.query_socket, SocketSpec::Fd(6));
-            assert_eq!(c.handover.as_ref(), Some(&handover));
+            assert_eq!(c.bind.handover.as_ref(), Some(&handover));
+            assert_eq!(c.ready_fd, Some(9));
             assert_eq!(c.ring.max_lines, 100);
-            assert!(c.echo);
+            assert_eq!(c.sinks.len(), 1, "--echo");
         }
         // The handover flags are internal to --daemonize.
         let argv: Vec<OsString> = ["ringtail", "serve", "--daemonize", "--ready-fd", "3"]
@@ -558,20 +622,19 @@ mod tests {
 
     #[test]
     fn memlogd_paths_and_overrides() {
-        let c = parse(&["--memlogd-paths", "--socket-query", "/x/q.sock"])
-            .to_config()
-            .unwrap();
+        let c = config(&["--memlogd-paths", "--socket-query", "/x/q.sock"]).unwrap();
         assert_eq!(
-            c.log_socket,
-            SocketSpec::Path(PathBuf::from("/var/run/linuxkit-external-logging.sock"))
+            address(&c, "log"),
+            Address::Path(PathBuf::from("/var/run/linuxkit-external-logging.sock"))
         );
-        assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/x/q.sock")));
-        assert!(c.socket_dir.is_none());
-        let c = parse(&["--fd-log", "3", "--fd-query", "-1", "--socket-query", "/q"])
-            .to_config()
-            .unwrap();
-        assert_eq!(c.log_socket, SocketSpec::Fd(3));
-        assert_eq!(c.query_socket, SocketSpec::Path(PathBuf::from("/q")));
+        assert_eq!(
+            address(&c, "query"),
+            Address::Path(PathBuf::from("/x/q.sock"))
+        );
+        assert!(c.bind.socket_dir.is_none());
+        let c = config(&["--fd-log", "3", "--fd-query", "-1", "--socket-query", "/q"]).unwrap();
+        assert_eq!(address(&c, "log"), Address::Fd(3));
+        assert_eq!(address(&c, "query"), Address::Path(PathBuf::from("/q")));
     }
 
     #[test]
@@ -608,54 +671,43 @@ mod tests {
         ]);
         assert_eq!(a.max_bytes, Some(1 << 20));
         assert_eq!(a.long_lines, LongLines::Truncate);
-        assert!(parse(&["--max-lines", "2"]).to_config().is_err());
+        assert!(config(&["--max-lines", "2"]).is_err());
     }
 
     #[test]
     fn http_flags() {
-        assert!(parse(&["--http", "off"])
-            .to_config()
-            .unwrap()
-            .http
-            .is_none());
-        let h = parse(&["--http", "127.0.0.1:0", "--http-max-limit", "50"])
-            .to_config()
+        assert!(config(&["--http", "off"]).unwrap().http.is_none());
+        let (l, h) = config(&["--http", "127.0.0.1:0", "--http-max-limit", "50"])
             .unwrap()
             .http
             .unwrap();
-        assert!(h.explicit);
-        assert_eq!(h.addr.port(), 0);
-        assert_eq!((h.config.max_limit, h.config.default_limit), (50, 50));
-        assert_eq!(h.config.loki.max_push_bytes, 32 << 20);
-        let h = parse(&["--loki-max-push", "4MiB", "--http-max-body", "64KiB"])
-            .to_config()
+        assert!(!l.optional, "an address given must be bound");
+        assert_eq!(l.address, Address::Inet("127.0.0.1:0".parse().unwrap()));
+        assert_eq!((h.max_limit, h.default_limit), (50, 50));
+        assert_eq!(h.loki.max_push_bytes, 32 << 20);
+        let (_, h) = config(&["--loki-max-push", "4MiB", "--http-max-body", "64KiB"])
             .unwrap()
             .http
             .unwrap();
-        assert_eq!(h.config.loki.max_push_bytes, 4 << 20);
-        assert_eq!(h.config.max_body, 64 << 10);
+        assert_eq!(h.loki.max_push_bytes, 4 << 20);
+        assert_eq!(h.max_body, 64 << 10);
         // Beyond loopback: a token or --http-insecure, nothing else.
-        let e = parse(&["--http", "0.0.0.0:7464"]).to_config().unwrap_err();
+        let e = config(&["--http", "0.0.0.0:7464"]).unwrap_err();
         assert!(e.contains("--http-token"), "{e}");
-        assert!(parse(&["--http", "0.0.0.0:7464", "--http-insecure"])
-            .to_config()
-            .is_ok());
+        assert!(config(&["--http", "0.0.0.0:7464", "--http-insecure"]).is_ok());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "t0ken\n").unwrap();
         let f = file.to_str().unwrap();
-        let h = parse(&["--http", "0.0.0.0:7464", "--http-token", f])
-            .to_config()
+        let (_, h) = config(&["--http", "0.0.0.0:7464", "--http-token", f])
             .unwrap()
             .http
             .unwrap();
-        assert_eq!(h.config.token, Some(Token::new("t0ken").unwrap()));
+        assert_eq!(h.token, Some(Token::new("t0ken").unwrap()));
         std::fs::write(&file, " \n").unwrap();
-        let e = parse(&["--http-token", f]).to_config().unwrap_err();
+        let e = config(&["--http-token", f]).unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        let e = parse(&["--http-token", "/nonexistent/t"])
-            .to_config()
-            .unwrap_err();
+        let e = config(&["--http-token", "/nonexistent/t"]).unwrap_err();
         assert!(e.contains("cannot read the token file"), "{e}");
         assert!(parse_timeout("10s").is_ok() && parse_timeout("0s").is_err());
     }

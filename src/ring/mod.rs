@@ -76,6 +76,11 @@ use sync::{AtomicU64, Notifier, Ordering};
 /// Longest message one entry can hold: the slot's length field is 23 bits.
 pub const MAX_ENTRY_LEN_LIMIT: usize = (1 << 23) - 1;
 
+/// The most entries a ring keeps by default (memlogd's `-max-lines`).
+pub const DEFAULT_MAX_LINES: u64 = 5000;
+/// The most distinct origins by default (`--max-sources`).
+pub const DEFAULT_MAX_ORIGINS: u64 = 65536;
+
 /// How a ring is sized and where it lives.
 #[derive(Clone, Debug)]
 pub struct RingConfig {
@@ -104,7 +109,7 @@ impl RingConfig {
             max_lines,
             max_bytes: default_max_bytes(max_lines),
             max_entry_len: 1024,
-            max_origins: 65536,
+            max_origins: DEFAULT_MAX_ORIGINS,
             file: None,
             reset: false,
         }
@@ -131,7 +136,7 @@ impl RingConfig {
                 self.max_entry_len
             )));
         }
-        let min_bytes = 4 * entry_words(self.max_entry_len, true) * 8;
+        let min_bytes = 4 * words_for(self.max_entry_len) * 8;
         if self.max_bytes < min_bytes {
             return Err(RingError::Config(format!(
                 "max bytes is {}; with a max line length of {} it must be at least {min_bytes} (four of the longest lines)",

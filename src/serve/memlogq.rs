@@ -579,16 +579,15 @@ struct GapTally {
 /// accepting, ends every connection, and returns once their tasks are done.
 pub async fn serve(
     listener: UnixListener,
-    ring: Arc<Ring>,
-    pacer: Arc<Pacer>,
-    selflog: SelfLog,
+    pipeline: crate::sources::Pipeline,
     config: QueryConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(config.max_clients));
+    let pacer = pipeline.pacer().clone();
     let shared = Arc::new(Shared {
-        ring,
-        selflog,
+        ring: pipeline.ring().clone(),
+        selflog: pipeline.selflog().clone(),
         config,
         shutdown: shutdown.clone(),
         gaps: Throttle::new(),

@@ -1,6 +1,6 @@
-//! Serving readers: the memlogd query socket, the HTTP API, and the daemon that ties sources, ring and servers together.
+//! Serving readers: the memlogd query socket, the HTTP API (with the Loki
+//! API and the dashboard).
 
-pub mod daemon;
 pub mod dashboard;
 pub mod http;
 pub mod loki;

@@ -1,13 +1,138 @@
-//! Sinks send entries out of the ring: [`export`] writes per-source files
-//! with rotation (LinuxKit's logwrite service).
+//! Sinks send entries out of the ring: to stdout ([`echo`], memlogd's
+//! `--echo`), to per-source files with rotation ([`export`], LinuxKit's
+//! logwrite service), and to the central stores a fleet runs.
 //!
-//! A sink outside the daemon reads the query socket's NDJSON answer
-//! (`format=ndjson`, see [`crate::format`]); [`parse_record`] turns one of
-//! its lines back into an owned [`Entry`] or a gap, exactly: the message
-//! bytes come from `msg_b64` when the daemon sent one, so a message that is
-//! not UTF-8 round-trips unchanged. `ringtail read` uses it too.
+//! # Adding a sink
+//!
+//! A sink is one module here implementing [`Sink`]: *deliver a batch, say
+//! whether the destination has it*. Everything else is the [`follower`]'s,
+//! the same for every sink: the cursor (a seq, resumed after a restart from
+//! a cursor file or the sink's own state, checked against the ring id),
+//! reading in batches under the sink's caps, retrying with backoff while
+//! the ring still holds the entries, and counting exactly (and reporting
+//! once per episode) what the ring evicted before it was delivered.
+//!
+//! A sink outside the daemon (`ringtail export`) reads the query socket's
+//! NDJSON answer (`format=ndjson`, see [`crate::format`]); [`parse_record`]
+//! turns one of its lines back into an owned [`Entry`] or a gap, exactly:
+//! the message bytes come from `msg_b64` when the daemon sent one, so a
+//! message that is not UTF-8 round-trips unchanged. `ringtail read` uses it
+//! too.
 
+pub mod echo;
 pub mod export;
+pub mod follower;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use follower::{Follower, Position, Start};
+
+use crate::filter::Filter;
+use crate::ring::Read;
+
+/// What a sink's delivery resolves to.
+pub type Delivering<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SinkError>> + Send + 'a>>;
+
+/// One destination for entries.
+pub trait Sink: Send + 'static {
+    /// Its name, for messages and metrics (`echo`, `loki:central`).
+    fn name(&self) -> String;
+
+    /// How its follower reads: where it starts, which entries it wants,
+    /// how it batches.
+    fn options(&self) -> FollowOptions;
+
+    /// Whether it writes to stdout (a daemon going to the background keeps
+    /// stdout for it).
+    fn writes_stdout(&self) -> bool {
+        false
+    }
+
+    /// Where the sink's own state says to resume, if it keeps one (export
+    /// keeps its next seq with its files); the follower's cursor file, when
+    /// it has one, is used otherwise.
+    fn resume(&self) -> Option<Position> {
+        None
+    }
+
+    /// Delivers `batch`: entries and gaps in seq order, within the caps of
+    /// [`options`](Self::options). Resolves once the destination has them
+    /// (or has refused some for good, counted in [`Delivered`]); an error
+    /// says whether to retry. `next` is the position just after the batch,
+    /// for a sink that keeps its own state.
+    fn deliver<'a>(&'a mut self, batch: &'a [Read<'a>], next: Position) -> Delivering<'a>;
+}
+
+/// How a follower reads for its sink.
+#[derive(Clone, Debug)]
+pub struct FollowOptions {
+    /// Where it starts when nothing says where it stopped.
+    pub start: Start,
+    /// Keeps the last delivered position here (written atomically after
+    /// each delivery), to resume after a restart.
+    pub cursor_file: Option<std::path::PathBuf>,
+    /// The entries it wants; the rest are skipped (and not counted as
+    /// missed).
+    pub filter: Filter,
+    /// Most entries and message bytes per delivery.
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    /// How long a small batch waits for more entries before it is
+    /// delivered (0: at once).
+    pub max_delay: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            start: Start::Next,
+            cursor_file: None,
+            filter: Filter::default(),
+            max_entries: 1024,
+            max_bytes: 1 << 20,
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What a delivery achieved besides "the destination has the batch".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Entries the destination refused for good, counted by reason (the
+    /// cursor moves past them).
+    pub rejected: Vec<(String, u64)>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// Try again later (the destination is down, busy or slow); after this
+    /// long, if it said.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Nothing will work (bad configuration, a closed stdout): the sink
+    /// stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Runs `sink` under a follower of `pipeline`'s ring until `stop` is
+/// cancelled and everything published by then is delivered. The start
+/// position is taken now, not when the future first runs, so a sink
+/// started before an entry is appended sees it.
+pub fn run(
+    sink: Box<dyn Sink>,
+    pipeline: crate::sources::Pipeline,
+    stop: tokio_util::sync::CancellationToken,
+) -> impl Future<Output = Result<(), String>> + Send + 'static {
+    let follower = Follower::new(pipeline, sink.as_ref());
+    async move { follower?.run(sink, stop).await }
+}
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +140,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::entry::{Entry, Flags, Origin, SourceTime, Stream, LEVEL_NAMES};
+use crate::entry::{Entry, Flags, Level, Origin, SourceTime, Stream};
 
 /// One line of an NDJSON answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,11 +246,7 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
     for (k, v) in wire.labels {
         origin.set_label(k, v);
     }
-    let level = wire
-        .level
-        .as_deref()
-        .and_then(|l| LEVEL_NAMES.iter().position(|n| *n == l))
-        .map(|l| l as u8);
+    let level = wire.level.as_deref().and_then(Level::parse);
     let flags = Flags::default()
         .with_stream(wire.stream.as_deref().and_then(Stream::parse))
         .with_level(level)
@@ -161,7 +282,7 @@ mod tests {
             origin: Arc::new(origin),
             flags: Flags::default()
                 .with_stream(Some(Stream::Stderr))
-                .with_level(Some(3))
+                .with_level(Some(Level::Error))
                 .with_partial(true),
             msg: b"bad \xff byte \"quoted\"\n".to_vec(),
         };

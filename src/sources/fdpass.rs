@@ -1,56 +1,31 @@
-//! The memlogd ingest socket: clients hand over file descriptors, ringtail
+//! memlogd's ingest socket: clients hand over file descriptors, ringtail
 //! reads each one to its end and stores its lines (protocols.md, section 1).
 //!
 //! One datagram is one registration: its payload is the source name and its
 //! `SCM_RIGHTS` ancillary data carries one or more fds, which all get that
 //! name. [`register`] is the client side (`ringtail run`, tests).
 //!
-//! What [`serve`] promises:
-//! - **No thread per source.** Each fd is a small tokio task that waits for
-//!   readiness with epoll. Fds epoll refuses (regular files, `/dev/zero` and
-//!   other character devices) are read on tokio's blocking pool instead, at
-//!   most [`BLOCKING_READERS`] at a time, in slices, so they take turns.
-//! - **Large reads, one ring claim per read.** A source reads up to 64 KiB
-//!   at a time straight into its splitter's buffer and appends all lines of
-//!   the read with one `append_batch`.
-//! - **Fairness.** A source yields to the scheduler after every read, so one
-//!   that never stops writing (an fd on `/dev/zero`, a tight loop) shares
-//!   the CPU with the others. An fd that epoll refuses and that is not a
-//!   regular file (a character device such as `/dev/zero`, which never
-//!   blocks and never ends) is read at most [`DEVICE_READ_RATE`] bytes per
-//!   second, so it can neither burn a core nor wash every other source out
-//!   of the ring in an instant; regular files are read at full speed. The optional per-source rate limit
-//!   ([`RateLimit`]) drops lines over the limit and says
-//!   so in one "suppressed N lines from SOURCE" self-log entry per interval.
-//! - **Bounded idle cost.** An idle source holds no read buffer (buffers go
-//!   back to a shared pool whenever a source has nothing to read), only its
-//!   task (under 512 bytes of future), its epoll registration and its
-//!   unfinished line: about 1.3 KiB of resident memory in all, most of it
-//!   tokio's task and registration. When fds run out or more than `max_sources` sources are open, a
-//!   new registration is refused with a self-log entry (its fds are closed)
-//!   and the socket keeps serving; nothing crashes and nothing spins.
-//! - **No line is lost at the end.** At end of file the unterminated tail is
-//!   an entry. On shutdown every source stores what it has read so far
-//!   (its unfinished line included) and [`serve`] returns once all have.
-//!   (A read on the blocking pool that blocks forever, on a device that
-//!   epoll refuses and that never returns, would hold that up; regular
-//!   files and `/dev/zero` do not block.)
-//! - Problems (a datagram without fds, fds that did not arrive, a refused
-//!   source, a read error) are self-log entries, rate-limited so that a
-//!   flood of bad datagrams cannot fill the ring with warnings.
+//! What the source promises, besides what [`super::fd_reader`] promises for
+//! every fd it reads:
+//! - **Registrations are checked.** When fds run out or more than
+//!   `--max-sources` fds are open, a new registration is refused with a
+//!   self-log entry (its fds are closed) and the socket keeps serving;
+//!   nothing crashes and nothing spins. A datagram without fds, fds that
+//!   did not arrive, a refused source: each is a self-log entry, throttled
+//!   so that a flood of bad datagrams cannot fill the ring with warnings.
+//! - **Each fd's lines** are split by [`super::lines`], under the source's
+//!   own rate limit (`--rate-limit`).
+//! - **At shutdown** it stops receiving, and returns once every fd has
+//!   stored what it read.
 //!
 //! Fds are passed with `rustix`, which hands received fds over as
 //! `OwnedFd`s, so this module needs no `unsafe`.
 
-use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -58,50 +33,104 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketAddrUnix,
 };
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::lines::{BufferPool, LineSplitter, Lines};
-use super::{IngestConfig, RateLimit};
-use crate::entry::{Flags, Origin};
-use crate::ring::{OriginHandle, Ring, Span, MAX_SOURCE_LEN};
-use crate::selflog::{Level, SelfLog};
-use crate::sources::pace::Pacer;
+use super::fd_reader::FdReaders;
+use super::lines::{LineInput, LineSplitter};
+use super::{Context, Defaults, Running, Source, SourceError};
+use crate::entry::{Flags, Level, Origin};
+use crate::listener::{Address, Listener, Socket, SocketKind};
+use crate::ring::MAX_SOURCE_LEN;
 
 /// The most fds one datagram can carry (Linux's `SCM_MAX_FD`).
 pub const MAX_FDS_PER_DATAGRAM: usize = 253;
 
-/// Sources read on the blocking pool at once (fds epoll refuses).
-pub const BLOCKING_READERS: usize = 8;
-
 /// Longest payload read; source names are cut to [`MAX_SOURCE_LEN`] anyway.
 const PAYLOAD_MAX: usize = 4096;
-
-/// A blocking-pool reader gives its turn back after this many reads or
-/// this long, whichever comes first.
-const SLICE_READS: usize = 32;
-
-/// Bytes per second read from an fd that epoll refuses and that is not a
-/// regular file (see the module doc). 1 MiB/s is about a thousand
-/// full-length lines a second: more than any real device logs, little CPU.
-pub const DEVICE_READ_RATE: u64 = 1 << 20;
-const SLICE_TIME: Duration = Duration::from_millis(5);
 
 /// How long the socket pauses after fds failed to arrive (the process is
 /// out of fds): long enough not to spin, short enough to recover quickly.
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Self-log entries about registrations: at most `NOTICE_BURST` per
-/// `NOTICE_WINDOW`; the rest are counted and reported in one entry.
-const NOTICE_BURST: u32 = 5;
-const NOTICE_WINDOW: Duration = Duration::from_secs(1);
-
 /// Free read buffers kept for reuse.
 const POOL_KEEP: usize = 64;
+
+/// The listener name of the ingest socket (systemd's `FileDescriptorName=`).
+pub const LISTENER: &str = "log";
+
+/// The flags of the fd-passing source.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Ingest socket (memlogd's fd passing)")]
+pub struct Args {
+    /// The fd-passing ingest socket (memlogd's -socket-log). Default:
+    /// log.sock in /run/ringtail (root), $XDG_RUNTIME_DIR/ringtail or
+    /// /tmp/ringtail-$UID.
+    #[arg(long, value_name = "PATH")]
+    pub socket_log: Option<PathBuf>,
+
+    /// Use this inherited, already-bound datagram socket as the ingest
+    /// socket (memlogd's -fd-log; overrides --socket-log; -1 means none).
+    #[arg(long, value_name = "FD", allow_negative_numbers = true)]
+    pub fd_log: Option<i32>,
+}
+
+impl Args {
+    /// The ingest socket: always one (memlogd has it always).
+    pub fn sources(
+        &self,
+        defaults: &Defaults,
+        tables: &[crate::cli::config::ConfigTable],
+    ) -> Result<Vec<Box<dyn Source>>, String> {
+        if let Some(t) = tables.first() {
+            return Err(t.error("the ingest socket is set with the keys socket-log and fd-log, not a [[fdpass]] table"));
+        }
+        let address = match self.fd_log.filter(|&n| n >= 0) {
+            Some(n) => Address::Fd(n),
+            None => Address::Path(
+                self.socket_log
+                    .clone()
+                    .unwrap_or_else(|| crate::cli::default_log_socket(defaults.memlogd_paths)),
+            ),
+        };
+        let listener = Listener::new(
+            LISTENER,
+            SocketKind::UnixDatagram,
+            address,
+            "ingest (fd passing)",
+            "--socket-log",
+        );
+        Ok(vec![Box::new(FdPassing { listener })])
+    }
+}
+
+/// The fd-passing source.
+pub struct FdPassing {
+    listener: Listener,
+}
+
+impl Source for FdPassing {
+    fn kind(&self) -> &'static str {
+        "ingest (fd passing)"
+    }
+
+    fn listeners(&self) -> Vec<Listener> {
+        vec![self.listener.clone()]
+    }
+
+    fn start(self: Box<Self>, mut sockets: Vec<Socket>, context: Context) -> Running {
+        Box::pin(async move {
+            let socket = sockets
+                .pop()
+                .ok_or_else(|| SourceError("the ingest socket was not bound".into()))?
+                .into_unix_datagram()?;
+            socket.set_nonblocking(true)?;
+            let socket = UnixDatagram::from_std(socket)?;
+            serve(socket, context).await.map_err(SourceError::from)
+        })
+    }
+}
 
 /// Raises the soft limit on open files to the hard limit, so that many
 /// sources can be open at once. Returns the `(soft, hard)` limits now in
@@ -211,36 +240,26 @@ fn send_error(path: &Path, e: Errno) -> io::Error {
     io::Error::new(io::Error::from(e).kind(), hint)
 }
 
-/// Serves the ingest socket until `shutdown` is cancelled, then waits for
-/// every source to store what it has read and returns.
+/// Serves the ingest socket until `context.shutdown` is cancelled, then
+/// waits for every fd to store what it has read and returns.
 ///
 /// Returns an error only if the socket itself fails (it is not a usable
 /// datagram socket); problems with single registrations are self-logged.
-pub async fn serve(
-    socket: UnixDatagram,
-    ring: Arc<Ring>,
-    pacer: Arc<Pacer>,
-    selflog: SelfLog,
-    config: IngestConfig,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    let shared = Arc::new(Shared {
-        pacer,
-        pool: BufferPool::new(LineSplitter::buffer_len(config.max_line_len), POOL_KEEP),
-        ring,
-        selflog,
-        config,
-        active: AtomicUsize::new(0),
-        blocking: Semaphore::new(BLOCKING_READERS),
-        shutdown,
-        notices: Mutex::new(Notices::new()),
-    });
+pub async fn serve(socket: UnixDatagram, context: Context) -> io::Result<()> {
+    let pipeline = context.pipeline.clone();
+    let limit = pipeline.line_limit();
+    let readers = FdReaders::new(
+        pipeline,
+        LineSplitter::buffer_len(limit.max_line_len),
+        POOL_KEEP,
+        context.shutdown.clone(),
+    );
     let tracker = TaskTracker::new();
-    let result = receive_loop(&socket, &shared, &tracker).await;
+    let result = receive_loop(&socket, &readers, &context, &tracker).await;
     drop(socket);
     tracker.close();
     tracker.wait().await;
-    shared.flush_notices();
+    readers.pipeline().flush_notices();
     result
 }
 
@@ -254,20 +273,22 @@ struct Registration {
 
 async fn receive_loop(
     socket: &UnixDatagram,
-    shared: &Arc<Shared>,
+    readers: &Arc<FdReaders>,
+    context: &Context,
     tracker: &TaskTracker,
 ) -> io::Result<()> {
+    let pipeline = readers.pipeline();
     let mut payload = vec![0u8; PAYLOAD_MAX];
     let mut space =
         vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_DATAGRAM))];
     loop {
-        let notices_due = shared.notices_due();
+        let notices_due = pipeline.notices_due();
         let received = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return Ok(()),
+            _ = context.shutdown.cancelled() => return Ok(()),
             r = socket.async_io(Interest::READABLE, || receive(socket, &mut payload, &mut space)) => r,
             _ = sleep_until_opt(notices_due) => {
-                shared.flush_notices();
+                pipeline.flush_notices();
                 continue;
             }
         };
@@ -275,7 +296,7 @@ async fn receive_loop(
             Ok(reg) => {
                 if reg.lost_fds {
                     drop(reg.fds);
-                    shared.notice(Level::Error, || {
+                    pipeline.notice(Level::Error, || {
                         format!(
                             "refused source {:?}: its file descriptors did not arrive because \
                              ringtail is out of fds; raise the hard fd limit (ulimit -Hn, \
@@ -284,24 +305,24 @@ async fn receive_loop(
                             reg.name
                         )
                     });
-                    pause(shared, FD_EXHAUSTED_BACKOFF).await;
+                    pause(context, FD_EXHAUSTED_BACKOFF).await;
                 } else {
-                    shared.start_sources(reg, tracker);
+                    start_sources(readers, reg, tracker);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_fatal(&e) => {
-                shared.selflog.error(format!(
+                pipeline.selflog().error(format!(
                     "the ingest socket failed: {e}; no new sources are accepted"
                 ));
                 return Err(e);
             }
             Err(e) => {
                 // EMFILE, ENOBUFS, ENOMEM...: transient; wait, do not spin.
-                shared.notice(Level::Error, || {
+                pipeline.notice(Level::Error, || {
                     format!("receiving a registration failed: {e}; retrying")
                 });
-                pause(shared, FD_EXHAUSTED_BACKOFF).await;
+                pause(context, FD_EXHAUSTED_BACKOFF).await;
             }
         }
     }
@@ -320,9 +341,9 @@ fn is_fatal(e: &io::Error) -> bool {
 }
 
 /// Sleeps, or returns early on shutdown.
-async fn pause(shared: &Shared, d: Duration) {
+async fn pause(context: &Context, d: Duration) {
     tokio::select! {
-        _ = shared.shutdown.cancelled() => {}
+        _ = context.shutdown.cancelled() => {}
         _ = tokio::time::sleep(d) => {}
     }
 }
@@ -362,651 +383,79 @@ fn receive(
     })
 }
 
-/// What the receive loop and every source task share.
-struct Shared {
-    ring: Arc<Ring>,
-    /// Sources wait here for followers that lag in a burst.
-    pacer: Arc<Pacer>,
-    selflog: SelfLog,
-    config: IngestConfig,
-    /// Read buffers of sources that are reading right now.
-    pool: BufferPool,
-    /// Sources open now (counted against `config.max_sources`).
-    active: AtomicUsize,
-    /// Turns on the blocking pool for fds epoll refuses.
-    blocking: Semaphore,
-    shutdown: CancellationToken,
-    notices: Mutex<Notices>,
-}
-
-/// The rate limit on registration warnings.
-struct Notices {
-    window: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl Notices {
-    fn new() -> Notices {
-        Notices {
-            window: Instant::now(),
-            logged: 0,
-            suppressed: 0,
-        }
-    }
-}
-
-impl Shared {
-    /// Self-logs a registration problem, unless too many came lately.
-    fn notice(&self, level: Level, msg: impl FnOnce() -> String) {
-        let mut n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if now.duration_since(n.window) >= NOTICE_WINDOW {
-            self.report_suppressed(&mut n);
-            n.window = now;
-            n.logged = 0;
-        }
-        if n.logged < NOTICE_BURST {
-            n.logged += 1;
-            drop(n);
-            self.selflog.log(level, msg());
-        } else {
-            n.suppressed += 1;
-        }
-    }
-
-    /// When the count of suppressed warnings should be logged, if any.
-    fn notices_due(&self) -> Option<Instant> {
-        let n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
-        (n.suppressed > 0).then(|| n.window + NOTICE_WINDOW)
-    }
-
-    fn flush_notices(&self) {
-        let mut n = self.notices.lock().unwrap_or_else(|e| e.into_inner());
-        self.report_suppressed(&mut n);
-    }
-
-    fn report_suppressed(&self, n: &mut Notices) {
-        if n.suppressed > 0 {
-            self.selflog.warn(format!(
-                "suppressed {} more ingest warnings like the ones before",
-                n.suppressed
-            ));
-            n.suppressed = 0;
-        }
-    }
-
-    /// Starts one task per fd of a registration, within `max_sources`.
-    fn start_sources(self: &Arc<Self>, reg: Registration, tracker: &TaskTracker) {
-        let Registration { name, mut fds, .. } = reg;
-        if fds.is_empty() {
-            self.notice(Level::Warning, || {
-                format!(
-                    "ignored a registration for source {name:?} that carried no file \
-                     descriptor (send the fds to read as SCM_RIGHTS ancillary data)"
-                )
-            });
-            return;
-        }
-        let open = self.active.load(Ordering::Relaxed);
-        let room = self.config.max_sources.saturating_sub(open);
-        if fds.len() > room {
-            let (total, refused) = (fds.len(), fds.len() - room);
-            fds.truncate(room);
-            self.notice(Level::Error, || {
-                format!(
-                    "refused {refused} of {total} fd(s) of source {name:?}: {open} sources \
-                     are open and at most {} may be (--max-sources)",
-                    self.config.max_sources
-                )
-            });
-            if fds.is_empty() {
-                return;
-            }
-        }
-        let origin = match self.ring.origin(Origin::new(name.clone())) {
-            Ok(origin) => origin,
-            Err(e) => {
-                self.notice(Level::Error, || format!("refused source {name:?}: {e}"));
-                return;
-            }
-        };
-        for fd in fds {
-            let source = Source::new(&self.config, origin.clone());
-            tracker.spawn(run_source(Open::new(self), fd, source));
-        }
-    }
-}
-
-/// Counts a source as open from its start until its task ends (or is
-/// dropped unpolled).
-struct Open(Arc<Shared>);
-
-impl Open {
-    fn new(shared: &Arc<Shared>) -> Open {
-        shared.active.fetch_add(1, Ordering::Relaxed);
-        Open(Arc::clone(shared))
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// How a source's reading stopped.
-enum End {
-    Eof,
-    Shutdown,
-    Failed(io::Error),
-}
-
-/// One fd being read: its splitter, its rate limit and its origin.
-struct Source {
-    origin: OriginHandle,
-    splitter: LineSplitter,
-    limit: Option<Box<Limiter>>,
-}
-
-impl Source {
-    fn new(config: &IngestConfig, origin: OriginHandle) -> Source {
-        Source {
-            origin,
-            splitter: LineSplitter::new(config.max_line_len, config.long_lines, Flags::default()),
-            limit: config.rate_limit.map(|l| Box::new(Limiter::new(l))),
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.origin.origin().source
-    }
-
-    /// Makes sure the splitter has a buffer, from the pool if it can.
-    fn take_buffer(&mut self, shared: &Shared) {
-        if !self.splitter.has_buffer() {
-            if let Some(unused) = self.splitter.attach(shared.pool.get()) {
-                shared.pool.put(unused);
-            }
-        }
-    }
-
-    fn give_back_buffer(&mut self, shared: &Shared) {
-        if let Some(buf) = self.splitter.release() {
-            shared.pool.put(buf);
-        }
-    }
-
-    /// Stores the lines completed by `n` new bytes.
-    fn commit(&mut self, shared: &Shared, n: usize) {
-        let lines = self.splitter.commit(n);
-        store(shared, &self.origin, &mut self.limit, lines);
-    }
-
-    /// Stores the lines completed by `n` new bytes in pacing steps, waiting
-    /// before each for followers that lag ([`Pacer::admit`]).
-    async fn commit_paced(&mut self, shared: &Shared, n: usize) {
-        let lines = self.splitter.commit(n);
-        let Some(lines) = rate_limit(shared, &self.origin, &mut self.limit, lines) else {
-            return;
-        };
-        let (max_entries, max_bytes) = shared.pacer.step();
-        let mut rest = lines.spans;
-        while !rest.is_empty() {
-            let mut bytes = 0;
-            let mut take = 0;
-            for s in rest.iter().take(max_entries) {
-                bytes += s.len as usize;
-                if take > 0 && bytes > max_bytes {
-                    break;
-                }
-                take += 1;
-            }
-            shared.pacer.admit().await;
-            append(shared, &self.origin, lines.buf, &rest[..take]);
-            rest = &rest[take..];
-        }
-    }
-
-    /// Stores the unfinished line and the suppression count; gives the
-    /// buffer back.
-    fn finish(&mut self, shared: &Shared) {
-        let lines = self.splitter.finish();
-        store(shared, &self.origin, &mut self.limit, lines);
-        if let Some(limit) = &mut self.limit {
-            limit.report(&shared.selflog, &self.origin.origin().source);
-        }
-        self.give_back_buffer(shared);
-    }
-}
-
-/// Appends one chunk's lines with one claim, after the rate limit.
-fn store(
-    shared: &Shared,
-    origin: &OriginHandle,
-    limit: &mut Option<Box<Limiter>>,
-    lines: Lines<'_>,
-) {
-    if let Some(lines) = rate_limit(shared, origin, limit, lines) {
-        append(shared, origin, lines.buf, lines.spans);
-    }
-}
-
-/// The lines the rate limit lets through; `None` when there are none.
-fn rate_limit<'a>(
-    shared: &Shared,
-    origin: &OriginHandle,
-    limit: &mut Option<Box<Limiter>>,
-    lines: Lines<'a>,
-) -> Option<Lines<'a>> {
-    let lines = match limit {
-        Some(limit) if !lines.is_empty() => {
-            let keep = limit.admit(lines.len(), &shared.selflog, &origin.origin().source);
-            lines.take(keep)
-        }
-        _ => lines,
-    };
-    (!lines.is_empty()).then_some(lines)
-}
-
-fn append(shared: &Shared, origin: &OriginHandle, buf: &[u8], spans: &[Span]) {
-    if let Err(e) = shared.ring.append_batch(origin, buf, spans) {
-        // The splitter only makes spans inside its buffer; this is a bug.
-        shared.selflog.error(format!(
-            "dropped {} lines of source {:?}: {e}",
-            spans.len(),
-            origin.origin().source
-        ));
-    }
-}
-
-/// The per-source rate limit: a fixed window from the first line after the
-/// previous window ended, as journald does.
-struct Limiter {
-    limit: RateLimit,
-    window: Instant,
-    used: u64,
-    suppressed: u64,
-}
-
-impl Limiter {
-    fn new(limit: RateLimit) -> Limiter {
-        Limiter {
-            limit,
-            window: Instant::now(),
-            used: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// How many of `n` new entries may be stored.
-    fn admit(&mut self, n: usize, selflog: &SelfLog, source: &str) -> usize {
-        let now = Instant::now();
-        if now.duration_since(self.window) >= self.limit.interval {
-            self.report(selflog, source);
-            self.window = now;
-            self.used = 0;
-        }
-        let keep = (n as u64).min(self.limit.lines.saturating_sub(self.used));
-        self.used += keep;
-        self.suppressed += n as u64 - keep;
-        keep as usize
-    }
-
-    /// When the current window's suppression count is due, if any.
-    fn due(&self) -> Option<Instant> {
-        (self.suppressed > 0).then(|| self.window + self.limit.interval)
-    }
-
-    fn report(&mut self, selflog: &SelfLog, source: &str) {
-        if self.suppressed > 0 {
-            selflog.warn(format!(
-                "suppressed {} lines from {source}",
-                self.suppressed
-            ));
-            self.suppressed = 0;
-        }
-    }
-}
-
-/// Reads one fd until end of file, error or shutdown.
-///
-/// Every idle source is one of these futures, so its size matters: the
-/// rare paths are boxed, and nothing is kept twice across an await.
-async fn run_source(open: Open, fd: OwnedFd, mut source: Source) {
-    let shared = &open.0;
-    if let Err(e) = set_nonblocking(&fd, true) {
-        shared.notice(Level::Error, || {
+/// Starts one task per fd of a registration, within `--max-sources`.
+fn start_sources(readers: &Arc<FdReaders>, reg: Registration, tracker: &TaskTracker) {
+    let pipeline = readers.pipeline();
+    let max_sources = pipeline.config().max_sources;
+    let Registration { name, mut fds, .. } = reg;
+    if fds.is_empty() {
+        pipeline.notice(Level::Warning, || {
             format!(
-                "refused an fd of source {:?}: cannot make it non-blocking: {e}",
-                source.name()
+                "ignored a registration for source {name:?} that carried no file \
+                 descriptor (send the fds to read as SCM_RIGHTS ancillary data)"
             )
         });
         return;
     }
-    let fd = match watch(fd) {
-        Ok(fd) => fd,
-        Err(refused) => {
-            let (fd, e) = refused.into_parts();
-            Box::pin(run_unwatchable(shared, fd, e, source)).await;
+    let open = readers.active();
+    let room = max_sources.saturating_sub(open);
+    if fds.len() > room {
+        let (total, refused) = (fds.len(), fds.len() - room);
+        fds.truncate(room);
+        pipeline.notice(Level::Error, || {
+            format!(
+                "refused {refused} of {total} fd(s) of source {name:?}: {open} sources \
+                 are open and at most {max_sources} may be (--max-sources)"
+            )
+        });
+        if fds.is_empty() {
+            return;
+        }
+    }
+    let origin = match pipeline.ring().origin(Origin::new(name.clone())) {
+        Ok(origin) => origin,
+        Err(e) => {
+            pipeline.notice(Level::Error, || format!("refused source {name:?}: {e}"));
             return;
         }
     };
-    let end = read_async(shared, &fd, &mut source).await;
-    drop(fd);
-    end_source(shared, Some(source), end);
-}
-
-/// An fd epoll refused: regular files and some devices (EPERM) are always
-/// "ready", so they are read with plain blocking reads in turns.
-async fn run_unwatchable(shared: &Arc<Shared>, fd: OwnedFd, e: io::Error, source: Source) {
-    let (source, end) = if e.raw_os_error() != Some(Errno::PERM.raw_os_error()) {
-        (Some(source), End::Failed(e))
-    } else {
-        match set_nonblocking(&fd, false) {
-            Ok(()) => read_blocking(shared, fd, source).await,
-            Err(e) => (Some(source), End::Failed(e)),
-        }
-    };
-    end_source(shared, source, end);
-}
-
-/// Stores what a source has left and says why it stopped, if not at end
-/// of file or shutdown.
-fn end_source(shared: &Shared, source: Option<Source>, end: End) {
-    let Some(mut source) = source else {
-        if let End::Failed(e) = end {
-            shared.notice(Level::Warning, || format!("stopped reading an fd: {e}"));
-        }
-        return;
-    };
-    if let End::Failed(e) = &end {
-        shared.notice(Level::Warning, || {
-            format!("stopped reading an fd of source {:?}: {e}", source.name())
-        });
+    for fd in fds {
+        let input = LineInput::new(pipeline, origin.clone(), Flags::default());
+        tracker.spawn(readers.read(fd, input));
     }
-    source.finish(shared);
-}
-
-/// Registers an fd with tokio's epoll for reads.
-///
-/// tokio 1.54 deprecated its safe constructors (tokio PR 8587) because a
-/// `T: AsRawFd` could close or swap its fd while registered. An `OwnedFd`
-/// cannot: the `AsyncFd` owns it, so it stays open and the same until the
-/// registration is dropped, which is exactly the contract of the `unsafe`
-/// replacement. Using the deprecated safe wrapper keeps `unsafe` out of
-/// this module.
-#[allow(deprecated)]
-fn watch(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>, tokio::io::unix::AsyncFdRegisterError<OwnedFd>> {
-    AsyncFd::try_with_interest(fd, Interest::READABLE)
-}
-
-fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
-    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-    let flags = fcntl_getfl(fd)?;
-    let want = if on {
-        flags | OFlags::NONBLOCK
-    } else {
-        flags - OFlags::NONBLOCK
-    };
-    if want != flags {
-        fcntl_setfl(fd, want)?;
-    }
-    Ok(())
-}
-
-/// What woke a waiting source.
-enum Wake<'a> {
-    Shutdown,
-    /// The rate limit's window ended with lines suppressed.
-    Window,
-    Ready(io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>),
-}
-
-/// Reads a pollable fd as readiness comes, one chunk per turn.
-async fn read_async(shared: &Shared, fd: &AsyncFd<OwnedFd>, source: &mut Source) -> End {
-    // One wait for all three wake-ups, hand-polled rather than a `select!`
-    // per turn: this future is most of an idle source's memory. The
-    // readiness waker lives in the fd's registration (`poll_read_ready`),
-    // and the rate-limit timer is boxed and exists only while due.
-    let mut cancelled = std::pin::pin!(shared.shutdown.cancelled());
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    loop {
-        shared.pacer.admit().await;
-        // The timer follows the limiter's window, which a read may have
-        // moved on.
-        let due = source
-            .limit
-            .as_ref()
-            .and_then(|l| l.due())
-            .map(tokio::time::Instant::from);
-        match (due, &mut timer) {
-            (None, _) => timer = None,
-            (Some(at), Some(t)) => {
-                if t.deadline() != at {
-                    t.as_mut().reset(at);
-                }
-            }
-            (Some(at), None) => timer = Some(Box::pin(tokio::time::sleep_until(at))),
-        }
-        let wake = std::future::poll_fn(|cx| {
-            if cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Shutdown);
-            }
-            if let Some(t) = &mut timer {
-                if t.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Window);
-                }
-            }
-            fd.poll_read_ready(cx).map(Wake::Ready)
-        })
-        .await;
-        let mut guard = match wake {
-            Wake::Shutdown => return End::Shutdown,
-            Wake::Window => {
-                timer = None;
-                if let Some(limit) = &mut source.limit {
-                    limit.report(&shared.selflog, &source.origin.origin().source);
-                }
-                continue;
-            }
-            Wake::Ready(Ok(guard)) => guard,
-            Wake::Ready(Err(e)) => return End::Failed(e),
-        };
-        source.take_buffer(shared);
-        let mut room = 0;
-        let read = guard.try_io(|fd| {
-            let buf = source.splitter.read_buf();
-            room = buf.len();
-            rustix::io::read(fd.get_ref(), buf).map_err(io::Error::from)
-        });
-        drop(guard);
-        match read {
-            // Nothing more for now: an idle source holds no buffer.
-            Err(_would_block) => source.give_back_buffer(shared),
-            Ok(Ok(0)) => return End::Eof,
-            Ok(Ok(n)) => {
-                if shared.pacer.engaged() {
-                    // Boxed: an idle source's future must stay small.
-                    Box::pin(source.commit_paced(shared, n)).await;
-                } else {
-                    source.commit(shared, n);
-                }
-                // A full buffer means more is waiting: let the other sources
-                // have a turn first. A short read drained the fd, and a
-                // yield then would only cost the follower woken by these
-                // lines a trip through the scheduler's deferred queue.
-                if n == room {
-                    tokio::task::yield_now().await;
-                }
-            }
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return End::Failed(e),
-        }
-    }
-}
-
-/// Reads an fd epoll refuses on the blocking pool, in slices of at most
-/// [`SLICE_READS`] reads or [`SLICE_TIME`], taking turns with the others.
-/// The source moves to the blocking thread for each slice and comes back
-/// with it; it is lost only if that thread panics.
-async fn read_blocking(shared: &Arc<Shared>, fd: OwnedFd, source: Source) -> (Option<Source>, End) {
-    let capped = rustix::fs::fstat(&fd)
-        .map(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
-        })
-        .unwrap_or(true);
-    // A capped source reads one buffer per turn, then waits until its byte
-    // budget allows the next.
-    let reads_per_slice = if capped { 1 } else { SLICE_READS };
-    let started = Instant::now();
-    let mut total: u64 = 0;
-    let mut state = (source, fd);
-    loop {
-        let permit = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return (Some(state.0), End::Shutdown),
-            permit = shared.blocking.acquire() => permit.expect("the semaphore is never closed"),
-        };
-        let slice_shared = Arc::clone(shared);
-        let job = tokio::task::spawn_blocking(move || {
-            let (mut source, fd) = state;
-            let (end, bytes) = read_slice(&slice_shared, &fd, &mut source, reads_per_slice);
-            ((source, fd), (end, bytes))
-        });
-        let (back, (end, bytes)) = match job.await {
-            Ok(back) => back,
-            Err(e) => {
-                let e = io::Error::other(format!("the reader thread failed: {e}"));
-                return (None, End::Failed(e));
-            }
-        };
-        drop(permit);
-        state = back;
-        if let Some(end) = end {
-            return (Some(state.0), end);
-        }
-        total += bytes as u64;
-        if capped {
-            let due = started + Duration::from_secs_f64(total as f64 / DEVICE_READ_RATE as f64);
-            tokio::select! {
-                biased;
-                _ = shared.shutdown.cancelled() => return (Some(state.0), End::Shutdown),
-                _ = tokio::time::sleep_until(due.into()) => {}
-            }
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-/// One slice of at most `max_reads` blocking reads: how it ended (`None`
-/// when the source should go on) and the bytes read.
-fn read_slice(
-    shared: &Shared,
-    fd: &OwnedFd,
-    source: &mut Source,
-    max_reads: usize,
-) -> (Option<End>, usize) {
-    let started = Instant::now();
-    let mut end = None;
-    let mut bytes = 0;
-    for _ in 0..max_reads {
-        if shared.shutdown.is_cancelled() {
-            end = Some(End::Shutdown);
-            break;
-        }
-        source.take_buffer(shared);
-        match rustix::io::read(fd, source.splitter.read_buf()) {
-            Ok(0) => {
-                end = Some(End::Eof);
-                break;
-            }
-            Ok(n) => {
-                bytes += n;
-                source.commit(shared, n)
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => {
-                end = Some(End::Failed(e.into()));
-                break;
-            }
-        }
-        if started.elapsed() >= SLICE_TIME {
-            break;
-        }
-    }
-    source.give_back_buffer(shared);
-    (end, bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::RingConfig;
+    use crate::ring::{Ring, RingConfig};
+    use crate::selflog::SelfLog;
+    use crate::sources::{IngestConfig, Pipeline};
 
-    fn shared(config: IngestConfig) -> Arc<Shared> {
-        let ring = Arc::new(Ring::open(&RingConfig::new(1024)).unwrap());
-        Arc::new(Shared {
-            pool: BufferPool::new(LineSplitter::buffer_len(config.max_line_len), POOL_KEEP),
-            selflog: SelfLog::new(Arc::clone(&ring)).unwrap(),
-            pacer: Arc::new(Pacer::new(ring.clone(), config.follower_pacing)),
-            ring,
-            config,
-            active: AtomicUsize::new(0),
-            blocking: Semaphore::new(BLOCKING_READERS),
-            shutdown: CancellationToken::new(),
-            notices: Mutex::new(Notices::new()),
-        })
-    }
-
-    /// An idle source is its task's future plus a little: keep the future
+    /// An idle fd is its task's future plus a little: keep the future
     /// small, since 100,000 of them may wait at once.
     #[test]
-    fn an_idle_source_task_is_small() {
-        let shared = shared(IngestConfig::default());
-        let origin = shared.ring.origin(Origin::new("x")).unwrap();
-        let (r, _w) = std::io::pipe().unwrap();
-        let source = Source::new(&shared.config, origin);
-        let task = run_source(Open::new(&shared), OwnedFd::from(r), source);
-        let size = std::mem::size_of_val(&task);
-        assert!(size <= 512, "a source task's future takes {size} bytes");
-    }
-
-    #[test]
-    fn the_rate_limit_admits_per_window_and_counts_the_rest() {
-        let shared = shared(IngestConfig::default());
-        let mut limit = Limiter::new(RateLimit {
-            lines: 10,
-            interval: Duration::from_secs(3600),
-        });
-        assert_eq!(limit.admit(4, &shared.selflog, "s"), 4);
-        assert_eq!(limit.admit(10, &shared.selflog, "s"), 6);
-        assert_eq!(limit.admit(3, &shared.selflog, "s"), 0);
-        assert_eq!(limit.suppressed, 7);
-        assert!(limit.due().is_some());
-        limit.report(&shared.selflog, "s");
-        assert_eq!(limit.suppressed, 0);
-        assert!(limit.due().is_none());
-        // A new window admits again.
-        limit.window -= Duration::from_secs(3601);
-        assert_eq!(limit.admit(3, &shared.selflog, "s"), 3);
-    }
-
-    #[test]
-    fn registration_warnings_are_rate_limited() {
-        let shared = shared(IngestConfig::default());
-        let before = shared.ring.published_seq();
-        for i in 0..100 {
-            shared.notice(Level::Warning, || format!("warning {i}"));
-        }
-        assert_eq!(shared.ring.published_seq() - before, NOTICE_BURST as u64);
-        assert!(shared.notices_due().is_some());
-        shared.flush_notices();
-        assert_eq!(
-            shared.ring.published_seq() - before,
-            NOTICE_BURST as u64 + 1
+    fn an_idle_fd_task_is_small() {
+        let ring = Arc::new(Ring::open(&RingConfig::new(1024)).unwrap());
+        let pipeline = Pipeline::new(
+            ring.clone(),
+            SelfLog::new(ring.clone()).unwrap(),
+            IngestConfig::default(),
         );
-        assert!(shared.notices_due().is_none());
+        let readers = FdReaders::new(
+            pipeline.clone(),
+            LineSplitter::buffer_len(1024),
+            POOL_KEEP,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let origin = ring.origin(Origin::new("x")).unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        let task = readers.read(
+            OwnedFd::from(r),
+            LineInput::new(&pipeline, origin, Flags::default()),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "an fd task's future takes {size} bytes");
     }
 
     #[test]

@@ -28,9 +28,11 @@
 
 use std::sync::Mutex;
 
+use super::fd_reader::{Chunk, FdInput};
+use super::pipeline::{Limiter, LineLimit, Pipeline};
 use super::LongLines;
 use crate::entry::Flags;
-use crate::ring::Span;
+use crate::ring::{OriginHandle, Span};
 
 /// How many bytes one `read()` asks for (at least; the buffer also has
 /// room for the carry).
@@ -163,14 +165,18 @@ pub struct LineSplitter {
     end: u32,
     max_line_len: u32,
     /// The one span [`finish`](Self::finish) returns, kept here so that it
-    /// needs no buffer.
-    last: [Span; 1],
+    /// needs no buffer (allocated at the end of the stream only: an idle
+    /// splitter must stay small).
+    last: Box<[Span]>,
     /// Flags every entry of this source carries (e.g. its stream).
     flags: Flags,
     long_lines: LongLines,
     /// Truncate mode: the current line was already cut; drop bytes up to
     /// the next `\n`.
     discarding: bool,
+    /// [`finish`](Self::finish) was called (an input's end is reported
+    /// once).
+    finished: bool,
 }
 
 impl LineSplitter {
@@ -192,10 +198,11 @@ impl LineSplitter {
             start: 0,
             end: 0,
             max_line_len: max_line_len as u32,
-            last: [span(0, 0, flags)],
+            last: Box::default(),
             flags,
             long_lines,
             discarding: false,
+            finished: false,
         }
     }
 
@@ -207,6 +214,11 @@ impl LineSplitter {
 
     pub fn max_line_len(&self) -> usize {
         self.max_line_len as usize
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 
     /// Bytes of the unfinished last line, held until the next chunk.
@@ -274,6 +286,10 @@ impl LineSplitter {
     pub fn commit(&mut self, n: usize) -> Lines<'_> {
         let max = self.max_line_len as usize;
         let truncate = self.long_lines == LongLines::Truncate;
+        let limit = LineLimit {
+            max_line_len: max,
+            long_lines: self.long_lines,
+        };
         let flags = self.flags;
         let buf = &mut self.buf.as_mut().expect("commit() after read_buf()").0;
         let scan_from = self.end as usize;
@@ -291,7 +307,7 @@ impl LineSplitter {
             } else if nl - line <= max {
                 spans.push(span(line, nl - line, flags));
             } else {
-                push_long(spans, line, nl - line, max, truncate, flags);
+                limit.pieces(line, nl - line, flags, |s| spans.push(s));
             }
             line = nl + 1;
         }
@@ -322,10 +338,11 @@ impl LineSplitter {
     /// At end of file: the carry as a last entry (none if it is empty).
     /// The carry is then empty, so a second call returns nothing.
     pub fn finish(&mut self) -> Lines<'_> {
+        self.finished = true;
         let (start, len) = (self.start as usize, self.carry_len());
         self.start = self.end;
         self.discarding = false;
-        self.last[0] = span(start, len, self.flags);
+        self.last = Box::new([span(start, len, self.flags)]);
         let buf = match &self.buf {
             Some(buf) => &buf.0.bytes[..],
             None => &self.parked[..],
@@ -339,25 +356,86 @@ fn span(start: usize, len: usize, flags: Flags) -> Span {
     Span::new(start as u32, len as u32, flags)
 }
 
-/// A complete line longer than the limit.
-fn push_long(
-    spans: &mut Vec<Span>,
-    mut at: usize,
-    mut len: usize,
-    max: usize,
-    truncate: bool,
-    flags: Flags,
-) {
-    if truncate {
-        spans.push(span(at, max, flags.with_truncated(true)));
-        return;
+/// A line-split byte stream as an [`FdInput`]: what the fds handed over on
+/// memlogd's socket are. Every line becomes an entry of one origin, after
+/// the source's rate limit.
+pub struct LineInput {
+    origin: OriginHandle,
+    splitter: LineSplitter,
+    limiter: Option<Box<Limiter>>,
+}
+
+impl LineInput {
+    /// Lines of `origin`, under `pipeline`'s line limit and rate limit.
+    pub fn new(pipeline: &Pipeline, origin: OriginHandle, flags: Flags) -> LineInput {
+        let limit = pipeline.line_limit();
+        LineInput {
+            origin,
+            splitter: LineSplitter::new(limit.max_line_len, limit.long_lines, flags),
+            // Boxed: most sources have no limit, and an idle source's
+            // future must stay small.
+            limiter: pipeline.limiter().map(Box::new),
+        }
     }
-    while len > max {
-        spans.push(span(at, max, flags.with_partial(true)));
-        at += max;
-        len -= max;
+}
+
+impl FdInput for LineInput {
+    fn name(&self) -> &str {
+        &self.origin.origin().source
     }
-    spans.push(span(at, len, flags));
+
+    fn read_buf(&mut self, pool: &BufferPool) -> &mut [u8] {
+        if !self.splitter.has_buffer() {
+            if let Some(unused) = self.splitter.attach(pool.get()) {
+                pool.put(unused);
+            }
+        }
+        self.splitter.read_buf()
+    }
+
+    fn commit(&mut self, n: usize) -> Option<Chunk<'_>> {
+        let lines = self.splitter.commit(n);
+        Some(Chunk {
+            origin: &self.origin,
+            limiter: self.limiter.as_deref_mut(),
+            buf: lines.buf,
+            spans: lines.spans,
+        })
+    }
+
+    fn finish(&mut self, pipeline: &Pipeline) -> Option<Chunk<'_>> {
+        if self.splitter.finished() {
+            // After the last lines: what the rate limit suppressed in the
+            // last window.
+            if let Some(limiter) = &mut self.limiter {
+                limiter.report(pipeline.selflog(), &self.origin.origin().source);
+            }
+            return None;
+        }
+        let lines = self.splitter.finish();
+        Some(Chunk {
+            origin: &self.origin,
+            limiter: self.limiter.as_deref_mut(),
+            buf: lines.buf,
+            spans: lines.spans,
+        })
+    }
+
+    fn release(&mut self, pool: &BufferPool) {
+        if let Some(buf) = self.splitter.release() {
+            pool.put(buf);
+        }
+    }
+
+    fn timer(&self) -> Option<std::time::Instant> {
+        self.limiter.as_ref().and_then(|l| l.due())
+    }
+
+    fn on_timer(&mut self, pipeline: &Pipeline) {
+        if let Some(limiter) = &mut self.limiter {
+            limiter.report(pipeline.selflog(), &self.origin.origin().source);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,15 +29,20 @@ impl TestServer {
     }
 
     pub async fn over(ring: Arc<Ring>, config: HttpConfig) -> TestServer {
+        TestServer::with_ingest(ring, config, Default::default()).await
+    }
+
+    /// A server whose ingest runs under `ingest` (line limits, ...).
+    pub async fn with_ingest(
+        ring: Arc<Ring>,
+        config: HttpConfig,
+        ingest: ringtail::sources::IngestConfig,
+    ) -> TestServer {
         let selflog = SelfLog::new(ring.clone()).expect("self log");
-        let run = http::start(
-            "127.0.0.1:0".parse().unwrap(),
-            ring.clone(),
-            selflog.clone(),
-            config,
-        )
-        .await
-        .expect("start the HTTP server");
+        let pipeline = ringtail::sources::Pipeline::new(ring.clone(), selflog.clone(), ingest);
+        let run = http::start("127.0.0.1:0".parse().unwrap(), pipeline, config)
+            .await
+            .expect("start the HTTP server");
         let base = format!("http://{}", run.addr);
         TestServer {
             ring,

@@ -74,7 +74,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::ring::Ring;
 use crate::selflog::SelfLog;
 use crate::serve::{dashboard, loki};
-use crate::sources::LongLines;
+use crate::sources::Pipeline;
 
 pub use stats::Metrics;
 
@@ -164,10 +164,6 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Keep-alive interval of idle SSE streams.
     pub keep_alive: Duration,
-    /// Ingest: longest entry; longer lines are split or cut as the socket
-    /// ingest does (`--max-line-len`, `--long-lines`).
-    pub max_line_len: usize,
-    pub long_lines: LongLines,
     /// Limits of the Loki API (`--loki-max-push`).
     pub loki: loki::LokiLimits,
 }
@@ -182,8 +178,6 @@ impl Default for HttpConfig {
             max_body: DEFAULT_MAX_BODY,
             timeout: DEFAULT_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
-            max_line_len: 1024,
-            long_lines: LongLines::Split,
             loki: loki::LokiLimits::default(),
         }
     }
@@ -216,6 +210,8 @@ pub fn check_exposure(addr: &SocketAddr, has_token: bool, insecure: bool) -> Res
 pub struct HttpState {
     ring: Arc<Ring>,
     selflog: SelfLog,
+    /// Ingest stores through the pipeline.
+    pipeline: Pipeline,
     config: HttpConfig,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -226,12 +222,14 @@ pub struct HttpState {
 
 impl HttpState {
     pub fn new(
-        ring: Arc<Ring>,
-        selflog: SelfLog,
+        pipeline: Pipeline,
         config: HttpConfig,
         shutdown: CancellationToken,
     ) -> Arc<HttpState> {
+        let ring = pipeline.ring().clone();
+        let selflog = pipeline.selflog().clone();
         Arc::new(HttpState {
+            pipeline,
             followers: Arc::new(Semaphore::new(config.max_followers)),
             metrics: Metrics::new(ROUTES.len()),
             sources: sources::Cache::default(),
@@ -348,21 +346,16 @@ pub fn api_router(state: Arc<HttpState>) -> Router {
 /// Loki API ([`crate::serve::loki`]) and the dashboard
 /// ([`crate::serve::dashboard`]) on one port, under the layers they all
 /// share. Further routers are merged here, one line each.
-pub fn app(
-    ring: Arc<Ring>,
-    selflog: SelfLog,
-    config: HttpConfig,
-    shutdown: CancellationToken,
-) -> Router {
-    let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown);
-    let routers = merged_routers(ring, selflog, state.config.loki);
+pub fn app(pipeline: Pipeline, config: HttpConfig, shutdown: CancellationToken) -> Router {
+    let state = HttpState::new(pipeline.clone(), config, shutdown);
+    let routers = merged_routers(pipeline, state.config.loki);
     app_with(state, routers)
 }
 
 /// The routers served beside this module's: the Loki API and the
 /// dashboard. Add a line here to serve another.
-pub fn merged_routers(ring: Arc<Ring>, selflog: SelfLog, loki: loki::LokiLimits) -> Vec<Router> {
-    vec![loki::router(ring, selflog, loki), dashboard::router()]
+pub fn merged_routers(pipeline: Pipeline, loki: loki::LokiLimits) -> Vec<Router> {
+    vec![loki::router(pipeline, loki), dashboard::router()]
 }
 
 /// [`app`] with the state built by the caller (to read its metrics) and
@@ -611,15 +604,14 @@ pub struct Running {
 /// application on it, as the daemon does.
 pub async fn start(
     addr: SocketAddr,
-    ring: Arc<Ring>,
-    selflog: SelfLog,
+    pipeline: Pipeline,
     config: HttpConfig,
 ) -> io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let state = HttpState::new(ring.clone(), selflog.clone(), config, shutdown.clone());
-    let routers = merged_routers(ring, selflog, state.config.loki);
+    let state = HttpState::new(pipeline.clone(), config, shutdown.clone());
+    let routers = merged_routers(pipeline, state.config.loki);
     let app = app_with(state.clone(), routers);
     let task = tokio::spawn(serve(listener, app, shutdown.clone()));
     Ok(Running {

@@ -21,7 +21,7 @@ use std::fmt;
 
 use percent_encoding::percent_decode;
 
-use crate::entry::{Stream, LEVEL_NAMES};
+use crate::entry::{Level, Stream};
 use crate::filter::{Filter, FilterBuilder, FilterError};
 use crate::format::Format;
 
@@ -83,17 +83,7 @@ pub struct FollowQuery {
     pub output: Option<FollowOutput>,
 }
 
-/// The query of `POST /api/v1/entries`: the origin of plain-text lines,
-/// and defaults for NDJSON objects that leave these fields out.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IngestQuery {
-    pub source: Option<String>,
-    pub stream: Option<Stream>,
-    /// Syslog severity 0..=7.
-    pub level: Option<u8>,
-    /// `label.KEY=VALUE` pairs, in the order given.
-    pub labels: Vec<(String, String)>,
-}
+pub use crate::sources::http_ingest::IngestQuery;
 
 /// What was wrong with a query string. The text names the parameter and
 /// says what is expected; the server sends it back with status 400.
@@ -467,25 +457,6 @@ pub fn parse_follow(query: &str, now_ns: u64) -> Result<FollowQuery, ParamError>
 /// Label keys as the filter accepts them (the filter owns the rule).
 pub use crate::filter::valid_label_key;
 
-/// A level as a name (`error`, `warning`, ...) or a syslog severity 0..=7.
-pub fn parse_level(v: &str) -> Option<u8> {
-    if let Some(i) = LEVEL_NAMES.iter().position(|n| n.eq_ignore_ascii_case(v)) {
-        return Some(i as u8);
-    }
-    match v.to_ascii_lowercase().as_str() {
-        "warn" => return Some(4),
-        "err" => return Some(3),
-        "emergency" => return Some(0),
-        "critical" => return Some(2),
-        _ => {}
-    }
-    v.parse::<u8>().ok().filter(|&n| n <= 7)
-}
-
-/// The level names and numbers [`parse_level`] takes, for messages.
-pub const LEVELS_EXPECTED: &str =
-    "emerg, alert, crit, error, warning, notice, info, debug, or a syslog severity 0-7";
-
 /// Parses the query string of `POST /api/v1/entries`.
 pub fn parse_ingest(query: &str) -> Result<IngestQuery, ParamError> {
     let mut once = Once::default();
@@ -508,10 +479,10 @@ pub fn parse_ingest(query: &str) -> Result<IngestQuery, ParamError> {
             }
             "level" => {
                 once.take("level")?;
-                q.level = Some(parse_level(v).ok_or_else(|| ParamError::Choice {
+                q.level = Some(Level::parse(v).ok_or_else(|| ParamError::Choice {
                     param: "level",
                     value: v.to_string(),
-                    expected: LEVELS_EXPECTED,
+                    expected: Level::EXPECTED,
                 })?);
             }
             key => match key.strip_prefix("label.") {
@@ -621,7 +592,7 @@ mod tests {
         let q = parse_ingest("source=my+app&stream=stderr&level=warn&label.env=prod").unwrap();
         assert_eq!(q.source.as_deref(), Some("my app"));
         assert_eq!(q.stream, Some(Stream::Stderr));
-        assert_eq!(q.level, Some(4));
+        assert_eq!(q.level, Some(Level::Warning));
         assert_eq!(q.labels, vec![("env".to_string(), "prod".to_string())]);
         assert!(parse_ingest("label.a%20b=1").is_err());
         assert!(parse_ingest("stream=stdin")
@@ -633,7 +604,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("source, stream"));
-        assert_eq!(parse_level("ERROR"), Some(3));
-        assert_eq!(parse_level("7"), Some(7));
+        assert_eq!(Level::parse("ERROR"), Some(Level::Error));
+        assert_eq!(Level::parse("7"), Some(Level::Debug));
     }
 }

@@ -10,7 +10,7 @@
 //! | `GET/POST /loki/api/v1/series` | label sets selected by `match[]`/`match` |
 //! | `GET/POST /loki/api/v1/index/stats` | `{"streams","chunks","entries","bytes"}` for `query` |
 //! | `GET /loki/api/v1/tail` | WebSocket live tail ([`tail`]) |
-//! | `POST /loki/api/v1/push` | ingest, JSON or snappy protobuf ([`push`]); 204 |
+//! | `POST /loki/api/v1/push` | ingest, JSON or snappy protobuf ([`crate::sources::loki_push`]); 204 |
 //! | `GET /ready` | `ready` |
 //! | `GET /loki/api/v1/status/buildinfo` | version strings |
 //! | `/loki/api/v2alpha/tail`, `detected_labels`, `detected_fields`, `detected_field/{name}/values`, `patterns` | 404, so Grafana falls back to the v1 API |
@@ -28,7 +28,6 @@
 
 pub mod logql;
 pub mod params;
-pub mod push;
 pub mod query;
 pub mod tail;
 
@@ -45,6 +44,7 @@ use axum::Router;
 
 use crate::ring::Ring;
 use crate::selflog::SelfLog;
+use crate::sources::{loki_push as push, Pipeline};
 use crate::timefmt::{now_ns, NANOS_PER_SEC};
 
 use params::Params;
@@ -148,6 +148,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 struct Inner {
     ring: Arc<Ring>,
     selflog: SelfLog,
+    /// Pushes store through the ingest pipeline.
+    pipeline: Pipeline,
     limits: LokiLimits,
     /// WebSocket tails open now.
     tails: AtomicUsize,
@@ -157,10 +159,11 @@ type Shared = Arc<Inner>;
 
 /// The Loki API's routes (table in the module docs), ready to be merged
 /// into the HTTP server's router.
-pub fn router(ring: Arc<Ring>, selflog: SelfLog, limits: LokiLimits) -> Router {
+pub fn router(pipeline: Pipeline, limits: LokiLimits) -> Router {
     let state = Arc::new(Inner {
-        ring,
-        selflog,
+        ring: pipeline.ring().clone(),
+        selflog: pipeline.selflog().clone(),
+        pipeline,
         limits,
         tails: AtomicUsize::new(0),
     });
@@ -431,7 +434,7 @@ async fn push_handler(
             &body,
             s.limits.max_push_bytes,
         )?;
-        push::ingest(&s.ring, &streams).inspect_err(|e| {
+        push::ingest(&s.pipeline, &streams).inspect_err(|e| {
             if e.status == StatusCode::TOO_MANY_REQUESTS {
                 s.selflog.warn(format!("Loki push refused: {}", e.msg));
             }

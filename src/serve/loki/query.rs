@@ -1159,14 +1159,14 @@ mod tests {
                     &web,
                     Flags::default()
                         .with_stream(Some(Stream::Stdout))
-                        .with_level(Some(6)),
+                        .with_level(Some(crate::entry::Level::Info)),
                 )
             } else {
                 (
                     &db,
                     Flags::default()
                         .with_stream(Some(Stream::Stderr))
-                        .with_level(Some(3)),
+                        .with_level(Some(crate::entry::Level::Error)),
                 )
             };
             ring.append(h, flags, msg.as_bytes());

@@ -20,13 +20,17 @@
 //!   entry's flags; any other value stays an ordinary label, so every label
 //!   reads back exactly as it was pushed;
 //! - every other label is a label of the origin;
-//! - entries get ringtail's receive time (times in the ring never go
-//!   backwards, so there is no out-of-order rejection); the pushed
-//!   timestamps are checked and otherwise unused, as is structured
-//!   metadata;
-//! - a line longer than the ring's longest entry becomes several entries,
-//!   all but the last flagged `partial`: nothing is dropped;
-//! - each stream is one `append_batch`.
+//! - each entry keeps its pushed timestamp as its original time
+//!   ([`SourceTime::Original`]): a ringtail fed by forwarders on other hosts
+//!   shows every entry at the time it was logged there. The ring itself
+//!   stays ordered by receive time (so there is no out-of-order rejection);
+//!   time queries find relayed entries by their original time through
+//!   [`Ring::event_time_range`](crate::ring::Ring::event_time_range).
+//!   Structured metadata is checked and otherwise unused;
+//! - a line longer than `--max-line-len` becomes several entries flagged
+//!   `partial`, or one flagged `truncated` with `--long-lines truncate`, as
+//!   for every source ([`super::pipeline`]);
+//! - each stream is stored as one batch.
 //!
 //! Errors: 400 for a body that does not parse (with what was wrong), 413
 //! for a body over the size limit (compressed or decompressed), 415 for an
@@ -40,12 +44,12 @@ use axum::http::StatusCode;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::entry::{Flags, Origin, Stream, LEVEL_NAMES};
-use crate::ring::{Ring, RingError, Span, MAX_SOURCE_LEN};
-
-use super::logql::{self, valid_label_name};
-use super::LokiError;
+use super::pipeline::{OriginError, Pipeline};
+use crate::entry::{Flags, Level, Origin, SourceTime, Stream};
 use crate::filter::MatchOp;
+use crate::ring::MAX_SOURCE_LEN;
+use crate::serve::loki::logql::{self, valid_label_name};
+use crate::serve::loki::LokiError;
 
 /// `logproto.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -100,7 +104,8 @@ pub struct LabelPair {
 pub struct PushStream {
     /// The stream's labels as pushed.
     pub labels: Vec<(String, String)>,
-    pub lines: Vec<Vec<u8>>,
+    /// `(timestamp in ns since the Unix epoch, line)` as pushed.
+    pub entries: Vec<(u64, Vec<u8>)>,
 }
 
 /// Decodes a push body into streams. `max_bytes` bounds the body after
@@ -191,7 +196,11 @@ fn decode_protobuf(body: &[u8], max_bytes: usize) -> Result<Vec<PushStream>, Lok
             }
             Ok(PushStream {
                 labels,
-                lines: s.entries.into_iter().map(|e| e.line).collect(),
+                entries: s
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.timestamp.map_or(0, timestamp_ns), e.line))
+                    .collect(),
             })
         })
         .collect()
@@ -211,7 +220,15 @@ struct JsonStream {
 
 /// `["<ns>", "line"]` or `["<ns>", "line", {structured metadata}]`.
 struct JsonEntry {
+    ts: u64,
     line: String,
+}
+
+/// A protobuf timestamp in ns since the Unix epoch; before the epoch is 0,
+/// past 2262 the largest.
+fn timestamp_ns(t: Timestamp) -> u64 {
+    let ns = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    ns.clamp(0, i128::from(u64::MAX)) as u64
 }
 
 impl<'de> Deserialize<'de> for JsonEntry {
@@ -233,11 +250,15 @@ impl<'de> Visitor<'de> for EntryVisitor {
         let ts: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(de::Error::custom(format!(
+        let invalid = || {
+            de::Error::custom(format!(
                 "invalid timestamp {ts:?}: expected Unix nanoseconds as a string of digits"
-            )));
+            ))
+        };
+        if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
         }
+        let ts: u64 = ts.parse().map_err(|_| invalid())?;
         let line: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
@@ -245,7 +266,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::invalid_length(4, &self));
         }
-        Ok(JsonEntry { line })
+        Ok(JsonEntry { ts, line })
     }
 }
 
@@ -257,7 +278,11 @@ fn decode_json(body: &[u8]) -> Result<Vec<PushStream>, LokiError> {
         .into_iter()
         .map(|s| PushStream {
             labels: s.stream.into_iter().collect(),
-            lines: s.values.into_iter().map(|e| e.line.into_bytes()).collect(),
+            entries: s
+                .values
+                .into_iter()
+                .map(|e| (e.ts, e.line.into_bytes()))
+                .collect(),
         })
         .collect())
 }
@@ -281,9 +306,8 @@ pub fn origin_of(labels: &[(String, String)]) -> Result<(Origin, Flags), LokiErr
         match k.as_str() {
             "source" => source = Some(v.as_str()),
             "stream" if Stream::parse(v).is_some() => flags = flags.with_stream(Stream::parse(v)),
-            "level" if LEVEL_NAMES.contains(&v.as_str()) => {
-                let level = LEVEL_NAMES.iter().position(|l| l == v).map(|l| l as u8);
-                flags = flags.with_level(level);
+            "level" if Level::parse(v).is_some_and(|l| l.as_str() == v) => {
+                flags = flags.with_level(Level::parse(v));
             }
             _ => rest.push((k, v)),
         }
@@ -304,68 +328,38 @@ pub fn origin_of(labels: &[(String, String)]) -> Result<(Origin, Flags), LokiErr
     Ok((origin, flags))
 }
 
-/// Appends decoded streams to the ring; returns the number of entries
-/// appended.
-pub fn ingest(ring: &Ring, streams: &[PushStream]) -> Result<u64, LokiError> {
-    // Check every stream before appending any, so that a bad stream in the
+/// Stores decoded streams through the pipeline; returns the number of
+/// entries stored.
+pub fn ingest(pipeline: &Pipeline, streams: &[PushStream]) -> Result<u64, LokiError> {
+    // Check every stream before storing any, so that a bad stream in the
     // middle does not leave half a request in the ring.
     let origins = streams
         .iter()
         .map(|s| origin_of(&s.labels))
         .collect::<Result<Vec<_>, _>>()?;
-    let max = ring.max_entry_len().max(1);
-    let mut appended = 0;
-    let mut buf = Vec::new();
-    let mut spans = Vec::new();
+    let mut stored = 0;
+    let mut batch = pipeline.batch();
     for (stream, (origin, flags)) in streams.iter().zip(origins) {
-        if stream.lines.is_empty() {
+        if stream.entries.is_empty() {
             continue;
         }
-        let handle = ring.origin(origin).map_err(|e| match e {
-            RingError::TooManyOrigins(_) => {
-                LokiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-            }
-            e => LokiError::internal(e.to_string()),
+        let handle = pipeline.origin(origin).map_err(|e| match e {
+            OriginError::Table(_) => LokiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            e => LokiError::bad(e.to_string()),
         })?;
-        buf.clear();
-        spans.clear();
-        for line in &stream.lines {
-            let mut rest: &[u8] = line;
-            loop {
-                let piece = rest.len().min(max);
-                spans.push(Span::new(
-                    buf.len() as u32,
-                    piece as u32,
-                    flags.with_partial(piece < rest.len()),
-                ));
-                buf.extend_from_slice(&rest[..piece]);
-                rest = &rest[piece..];
-                if rest.is_empty() {
-                    break;
-                }
-            }
-            // Spans address the buffer with u32: flush before it could overflow.
-            if buf.len() > u32::MAX as usize / 2 {
-                appended += append(ring, &handle, &buf, &spans)?;
-                buf.clear();
-                spans.clear();
+        for (ts, line) in &stream.entries {
+            batch.push(line, flags, SourceTime::Original(*ts));
+            // Spans address the buffer with u32: store before it could
+            // overflow.
+            if batch.bytes() > u32::MAX as usize / 2 {
+                let seqs = pipeline.store_batch(&handle, None, &mut batch);
+                stored += seqs.end - seqs.start;
             }
         }
-        appended += append(ring, &handle, &buf, &spans)?;
+        let seqs = pipeline.store_batch(&handle, None, &mut batch);
+        stored += seqs.end - seqs.start;
     }
-    Ok(appended)
-}
-
-fn append(
-    ring: &Ring,
-    handle: &crate::ring::OriginHandle,
-    buf: &[u8],
-    spans: &[Span],
-) -> Result<u64, LokiError> {
-    let seqs = ring
-        .append_batch(handle, buf, spans)
-        .map_err(|e| LokiError::internal(e.to_string()))?;
-    Ok(seqs.end - seqs.start)
+    Ok(stored)
 }
 
 #[cfg(test)]
@@ -388,7 +382,10 @@ mod tests {
             s,
             vec![PushStream {
                 labels: labels(&[("env", "dev"), ("source", "app")]),
-                lines: vec![b"one".to_vec(), b"two".to_vec()],
+                entries: vec![
+                    (1_700_000_000_000_000_000, b"one".to_vec()),
+                    (1_700_000_000_000_000_001, b"two".to_vec())
+                ],
             }]
         );
         let numeric =
@@ -412,7 +409,7 @@ mod tests {
         gz.write_all(body).unwrap();
         let gz = gz.finish().unwrap();
         let s = decode(Some("application/json"), Some("gzip"), &gz, 1 << 20).unwrap();
-        assert_eq!(s[0].lines, vec![b"x".to_vec()]);
+        assert_eq!(s[0].entries, vec![(1, b"x".to_vec())]);
         let e = decode(Some("application/json"), Some("gzip"), &gz, 10).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
         let e = decode(Some("application/json"), Some("br"), body, 1 << 20).unwrap_err();
@@ -446,7 +443,10 @@ mod tests {
             s[0].labels,
             labels(&[("source", "web"), ("level", "error")])
         );
-        assert_eq!(s[0].lines, vec![b"bytes \xff kept".to_vec()]);
+        assert_eq!(
+            s[0].entries,
+            vec![(1_700_000_000_000_000_005, b"bytes \xff kept".to_vec())]
+        );
         assert_eq!(decode(None, None, &body, 1 << 20).unwrap(), s);
         let e = decode(None, None, &body, 4).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(o.source, "web");
         assert_eq!(o.labels(), &[("app".to_string(), "nginx".to_string())]);
         assert_eq!(
-            (f.stream(), f.level_name()),
+            (f.stream(), f.level().map(Level::as_str)),
             (Some(Stream::Stderr), Some("warning"))
         );
         // Values that are not ringtail's stay labels, exactly as pushed.
@@ -503,15 +503,25 @@ mod tests {
     }
 
     #[test]
-    fn ingest_splits_long_lines() {
-        let mut config = crate::ring::RingConfig::new(64);
-        config.max_entry_len = 8;
-        let ring = Ring::open(&config).unwrap();
+    fn ingest_splits_long_lines_and_keeps_pushed_times() {
+        let ring = std::sync::Arc::new(
+            crate::ring::Ring::open(&crate::ring::RingConfig::new(64)).unwrap(),
+        );
+        let selflog = crate::selflog::SelfLog::new(ring.clone()).unwrap();
+        let pipeline = Pipeline::new(
+            ring.clone(),
+            selflog,
+            crate::sources::IngestConfig {
+                max_line_len: 8,
+                ..Default::default()
+            },
+        );
         let streams = vec![PushStream {
             labels: labels(&[("source", "p")]),
-            lines: vec![b"0123456789abcdefXY".to_vec(), b"short".to_vec()],
+            entries: vec![(5, b"0123456789abcdefXY".to_vec()), (6, b"short".to_vec())],
         }];
-        assert_eq!(ingest(&ring, &streams).unwrap(), 4);
+        let before = ring.stats().retained;
+        assert_eq!(ingest(&pipeline, &streams).unwrap(), 4);
         let mut batch = crate::ring::ReadBatch::new();
         ring.snapshot()
             .cursor(crate::ring::All)
@@ -519,17 +529,20 @@ mod tests {
         let got: Vec<_> = batch
             .iter()
             .filter_map(|r| match r {
-                crate::ring::Read::Entry(e) => Some((e.msg.to_vec(), e.flags.partial())),
+                crate::ring::Read::Entry(e) if e.source() == "p" => {
+                    Some((e.msg.to_vec(), e.flags.partial(), e.source_time))
+                }
                 _ => None,
             })
             .collect();
+        let o = SourceTime::Original;
         assert_eq!(
             got,
             vec![
-                (b"01234567".to_vec(), true),
-                (b"89abcdef".to_vec(), true),
-                (b"XY".to_vec(), false),
-                (b"short".to_vec(), false),
+                (b"01234567".to_vec(), true, o(5)),
+                (b"89abcdef".to_vec(), true, o(5)),
+                (b"XY".to_vec(), false, o(5)),
+                (b"short".to_vec(), false, o(6)),
             ]
         );
         // A bad stream anywhere refuses the whole request.
@@ -537,10 +550,10 @@ mod tests {
             streams[0].clone(),
             PushStream {
                 labels: vec![],
-                lines: vec![b"x".to_vec()],
+                entries: vec![(7, b"x".to_vec())],
             },
         ];
-        assert!(ingest(&ring, &mixed).is_err());
-        assert_eq!(ring.stats().retained, 4);
+        assert!(ingest(&pipeline, &mixed).is_err());
+        assert_eq!(ring.stats().retained, before + 4);
     }
 }
