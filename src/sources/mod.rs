@@ -16,6 +16,7 @@ use std::time::Duration;
 pub mod fdpass;
 pub mod lines;
 pub mod pace;
+pub mod syslog;
 
 /// What happens to a line longer than the line-length limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
