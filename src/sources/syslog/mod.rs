@@ -14,6 +14,7 @@
 //! None of these read the clock or touch the ring: times come in as
 //! arguments, so every rule can be tested on fixed inputs.
 
+pub mod framing;
 pub mod parse;
 pub mod priority;
 
