@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 pub mod fdpass;
+pub mod kmsg;
 pub mod lines;
 pub mod pace;
 pub mod syslog;
