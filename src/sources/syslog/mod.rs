@@ -14,8 +14,10 @@
 //! None of these read the clock or touch the ring: times come in as
 //! arguments, so every rule can be tested on fixed inputs.
 
+pub mod creds;
 pub mod framing;
 pub mod parse;
 pub mod priority;
+pub mod ratelimit;
 
 pub use priority::{Facility, Priority, Severity};
