@@ -29,7 +29,12 @@ static RING: LazyLock<(Arc<Ring>, u64)> = LazyLock::new(|| {
     let db = ring.origin(Origin::new("db")).expect("origin");
     for i in 0..200u32 {
         let (h, flags) = if i % 3 == 0 {
-            (&db, Flags::default().with_stream(Some(Stream::Stderr)).with_level(Some(3)))
+            (
+                &db,
+                Flags::default()
+                    .with_stream(Some(Stream::Stderr))
+                    .with_level(Some(3)),
+            )
         } else {
             (&web, Flags::default().with_stream(Some(Stream::Stdout)))
         };
@@ -52,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let lines: Vec<&str> = text.split('\n').collect();
             assert!(e.line >= 1 && e.line <= lines.len(), "{e}");
-            assert!(e.col >= 1 && e.col <= lines[e.line - 1].chars().count() + 1, "{e}");
+            assert!(
+                e.col >= 1 && e.col <= lines[e.line - 1].chars().count() + 1,
+                "{e}"
+            );
             assert!(e.to_string().starts_with("parse error at "));
         }
         Ok(expr) => {

@@ -9,9 +9,8 @@
 //! `unsafe` here.
 //!
 //! Batched receives: rustix 1.1 has no `recvmmsg` (it is listed among its
-//! not-implemented calls); nix 0.29 has `nix::sys::socket::recvmmsg` with
-//! `MultiHeaders::preallocate(n, Some(nix::cmsg_space!(libc::ucred)))`,
-//! which yields `ControlMessageOwned::ScmCredentials` per message.
+//! not-implemented calls); nix 0.29 has `nix::sys::socket::recvmmsg`,
+//! used by [`recv_batch_with_creds`].
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -72,6 +71,51 @@ pub fn recv_with_creds(socket: impl AsFd, buf: &mut [u8]) -> io::Result<Received
     })
 }
 
+/// Receives up to `bufs.len()` datagrams in one `recvmmsg(2)` call,
+/// without waiting (`MSG_DONTWAIT`): one [`Received`] per datagram in
+/// `out` (cleared first), the datagram in the buffer of the same index.
+/// An empty queue is `ErrorKind::WouldBlock`.
+pub fn recv_batch_with_creds(
+    socket: impl AsFd,
+    bufs: &mut [Vec<u8>],
+    out: &mut Vec<Received>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmmsg, ControlMessageOwned, MsgFlags, MultiHeaders};
+
+    out.clear();
+    let mut headers =
+        MultiHeaders::<()>::preallocate(bufs.len(), Some(nix::cmsg_space!(libc::ucred)));
+    let mut iovs: Vec<[io::IoSliceMut<'_>; 1]> =
+        bufs.iter_mut().map(|b| [io::IoSliceMut::new(b)]).collect();
+    let results = recvmmsg(
+        socket.as_fd().as_raw_fd(),
+        &mut headers,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    for msg in results {
+        let mut credentials = None;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmCredentials(c) = cmsg {
+                credentials = Some(Credentials {
+                    pid: c.pid(),
+                    uid: c.uid(),
+                    gid: c.gid(),
+                });
+            }
+        }
+        out.push(Received {
+            len: msg.bytes,
+            truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+            credentials,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixDatagram;
@@ -123,6 +167,30 @@ mod tests {
         assert_eq!(got.len, 16);
         assert!(got.truncated);
         assert_eq!(got.credentials.map(|c| c.pid), Some(pid));
+    }
+
+    #[test]
+    fn batches_with_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        enable_passcred(&rx).unwrap();
+        let tx = UnixDatagram::unbound().unwrap();
+        for m in [&b"<13>a: 1"[..], b"<13>a: 22", b"<13>a: 333"] {
+            tx.send_to(m, &path).unwrap();
+        }
+        let mut bufs = vec![vec![0u8; 9]; 8];
+        let mut got = Vec::new();
+        recv_batch_with_creds(&rx, &mut bufs, &mut got).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(&bufs[0][..got[0].len], b"<13>a: 1");
+        assert_eq!(&bufs[1][..got[1].len], b"<13>a: 22");
+        assert!(!got[1].truncated);
+        assert!(got[2].truncated, "10 bytes into 9");
+        let me = std::process::id() as i32;
+        assert!(got.iter().all(|r| r.credentials.map(|c| c.pid) == Some(me)));
+        let err = recv_batch_with_creds(&rx, &mut bufs, &mut got).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]
