@@ -46,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
         1 => push::decode(json, Some("gzip"), rest, MAX),
         2 => push::decode(None, None, rest, MAX),
         3 => {
-            let body = snap::raw::Encoder::new().compress_vec(rest).expect("snappy");
+            let body = snap::raw::Encoder::new()
+                .compress_vec(rest)
+                .expect("snappy");
             push::decode(Some("application/x-protobuf"), None, &body, MAX)
         }
         _ => {

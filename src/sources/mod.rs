@@ -32,10 +32,12 @@ use crate::listener::{Listener, Socket};
 pub mod fd_reader;
 pub mod fdpass;
 pub mod http_ingest;
+pub mod kmsg;
 pub mod lines;
 pub mod loki_push;
 pub mod pace;
 pub mod pipeline;
+pub mod syslog;
 
 pub use pipeline::Pipeline;
 
