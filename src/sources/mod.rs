@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+pub mod docker;
 pub mod fdpass;
 pub mod lines;
 pub mod pace;
