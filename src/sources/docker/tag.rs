@@ -29,8 +29,6 @@
 //! `{{.ID}}`): a source named after the container reads better in
 //! `ringtail read` and in the dashboard, and the id is a label anyway.
 
-use std::fmt;
-
 use super::info::Info;
 
 /// The tag used when the `tag` log-opt is absent or empty.
@@ -217,24 +215,6 @@ impl Default for TagTemplate {
     }
 }
 
-impl fmt::Display for TagTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for part in &self.parts {
-            match part {
-                Part::Text(t) => f.write_str(t)?,
-                Part::Field(field) => {
-                    let (name, _) = TagField::NAMES
-                        .iter()
-                        .find(|(_, v)| v == field)
-                        .expect("every field has a name");
-                    write!(f, "{{{{.{name}}}}}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 fn push_text(parts: &mut Vec<Part>, text: &str, trim_start: bool, trim_end: bool) {
     const WS: [char; 4] = [' ', '\t', '\n', '\r'];
     let mut text = text;
@@ -325,15 +305,6 @@ mod tests {
             render("{{.name}}").is_err(),
             "Go field names are case-sensitive"
         );
-    }
-
-    #[test]
-    fn display_round_trips() {
-        for t in ["{{.Name}}", "a/{{.ID}}-{{.ImageName}}", "plain"] {
-            let parsed = TagTemplate::parse(t).unwrap();
-            assert_eq!(parsed.to_string(), t);
-            assert_eq!(TagTemplate::parse(&parsed.to_string()).unwrap(), parsed);
-        }
     }
 
     #[test]
