@@ -22,7 +22,8 @@
 //!   ([`TruncatedFrame`], with how many bytes were pending) instead of
 //!   parsing half a frame;
 //! - memory is bounded: the decoder holds at most one unfinished frame
-//!   (at most `4 + max_frame_len` bytes), and gives a buffer that grew past
+//!   (at most `4 + max_frame_len` bytes, allocated as its bytes arrive,
+//!   not when its length prefix promises them), and gives a buffer that grew past
 //!   [`KEEP_CAPACITY`] back once the frame is done, so an idle FIFO costs a
 //!   few dozen bytes.
 //!
@@ -235,7 +236,7 @@ impl FrameDecoder {
             }
             let end = LEN_PREFIX + len as usize;
             if rest.len() < end {
-                self.carry.reserve_exact(end);
+                grow_toward(&mut self.carry, rest.len(), end);
                 self.carry.extend_from_slice(rest);
                 return;
             }
@@ -271,8 +272,8 @@ impl FrameDecoder {
             return true;
         }
         let end = LEN_PREFIX + len as usize;
-        self.carry.reserve_exact(end - self.carry.len());
         let n = (end - self.carry.len()).min(rest.len());
+        grow_toward(&mut self.carry, n, end);
         self.carry.extend_from_slice(&rest[..n]);
         *rest = &rest[n..];
         if self.carry.len() < end {
@@ -330,6 +331,18 @@ impl FrameDecoder {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// Makes room for `more` bytes in the buffer of a frame of `end` bytes:
+/// doubling, so a frame arriving in many reads is copied O(1) times per
+/// byte, but never past `end`, and only as bytes arrive, so a length prefix
+/// that promises a megabyte costs nothing until the megabyte comes.
+fn grow_toward(carry: &mut Vec<u8>, more: usize, end: usize) {
+    let need = carry.len() + more;
+    if need > carry.capacity() {
+        let target = need.max((carry.capacity() * 2).min(end));
+        carry.reserve_exact(target - carry.len());
     }
 }
 
@@ -603,6 +616,27 @@ mod tests {
         let (got, d) = decode_chunked(&stream, DEFAULT_MAX_FRAME_LEN, 65536);
         assert_eq!(got.len(), 1);
         assert_eq!(d.carry.capacity(), 0);
+    }
+
+    #[test]
+    fn a_promised_frame_costs_only_what_arrived() {
+        let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+        let mut stream = 900_000u32.to_be_bytes().to_vec();
+        stream.extend_from_slice(&[0x1a; 60]);
+        for c in stream.chunks(7) {
+            d.feed(c, |_| panic!("nothing is complete"));
+        }
+        assert_eq!(d.pending_bytes(), 64);
+        assert!(d.carry.capacity() < 1024, "{}", d.carry.capacity());
+        // Then the frame arrives in reads of 64 KiB: the buffer doubles up
+        // to the frame's size, never past it.
+        let mut body = vec![0u8; 900_000 - 60];
+        body[..2].copy_from_slice(&[0x08, 0x01]);
+        for c in body.chunks(65536) {
+            d.feed(c, |_| {});
+            assert!(d.carry.capacity() <= LEN_PREFIX + 900_000);
+        }
+        assert!(d.at_frame_boundary());
     }
 
     #[test]
