@@ -746,6 +746,50 @@ mod tests {
         assert_eq!(meta.source.len(), MAX_SOURCE_LEN);
     }
 
+    /// `-o etw` (format.rs) is this message plus `\n` for a container's
+    /// plain line; it differs only where a line must stay one line
+    /// (a `\n` inside) or bytes are not UTF-8 (written `\xNN`).
+    #[test]
+    fn format_etw_matches_for_plain_lines() {
+        use crate::entry::{EntryRef, Flags};
+        use crate::format::{write_entry, Format};
+        let info = Info {
+            container_id: "3e6c1cd85a7d8a1fd7b0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6".into(),
+            container_name: "/web".into(),
+            container_image_id: "sha256:9c7a".into(),
+            container_image_name: "bb:latest".into(),
+            ..Info::default()
+        };
+        let origin = ContainerMeta::from_info(&info)
+            .unwrap()
+            .origin(Some(Stream::Stdout));
+        for (line, same) in [
+            (&b"GET / 200 \xc3\xa9"[..], true),
+            (b"", true),
+            (b"bad \xff", false),
+            (b"two\nlines", false),
+        ] {
+            let e = EntryRef {
+                seq: 1,
+                time: 0,
+                origin: &origin,
+                flags: Flags::default().with_stream(Some(Stream::Stdout)),
+                msg: line,
+            };
+            let mut ours = Vec::new();
+            write_etw_message(&mut ours, &EtwFields::from_origin(&origin), "stdout", line);
+            ours.push(b'\n');
+            let mut theirs = Vec::new();
+            write_entry(&mut theirs, Format::Etw, &e);
+            assert_eq!(
+                ours == theirs,
+                same,
+                "{:?}",
+                String::from_utf8_lossy(&theirs)
+            );
+        }
+    }
+
     #[test]
     fn etw_message_is_dockers_sprintf() {
         let o = Origin::new("web")
