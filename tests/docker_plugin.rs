@@ -257,7 +257,8 @@ struct Setup {
     docker: Dockerd,
     recorder: Arc<Recorder>,
     name: String,
-    runtime: tokio::runtime::Runtime,
+    /// Serves the plugin socket for as long as the setup lives.
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl Setup {
@@ -295,7 +296,7 @@ impl Setup {
             docker,
             recorder,
             name,
-            runtime,
+            _runtime: runtime,
         })
     }
 
@@ -350,7 +351,15 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(plugin_socket_path(&self.name));
-        let _ = &self.runtime;
+        // dockerd removes a FIFO when it stops logging, but leaves it behind
+        // when StartLogging failed (seen with 20.10): remove what is left.
+        for body in self.bodies("/LogDriver.StartLogging") {
+            if let Ok(req) = serde_json::from_str::<serde_json::Value>(&body) {
+                if let Some(file) = req["File"].as_str() {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
     }
 }
 
