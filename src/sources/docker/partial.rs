@@ -53,8 +53,8 @@ pub struct Piece<'a> {
 /// Counts kept by a [`PartialJoiner`] over its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JoinStats {
-    /// Lines ended (each gave one or more pieces, or was dropped whole by
-    /// nothing: a truncated line still counts once).
+    /// Lines ended; each gave one piece or more (a truncated line counts
+    /// once).
     pub lines: u64,
     /// Of those, lines made of several Docker pieces.
     pub joined_lines: u64,
