@@ -8,6 +8,7 @@
 //! failing anyway.
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod verify;
 
 use std::net::SocketAddr;
