@@ -224,7 +224,9 @@ fn main() {
     rt.block_on(async {
         let selflog = SelfLog::new(ring.clone()).expect("self log");
         let pipeline = ringtail::sources::Pipeline::new(ring.clone(), selflog, Default::default());
-        let app = loki::router(pipeline, limits);
+        let budget =
+            ringtail::sources::budget::Budget::new(64 << 20, std::time::Duration::from_secs(2));
+        let app = loki::router(pipeline, limits, budget);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -182,15 +182,20 @@ async fn start_server(
         ringtail::sources::Pipeline::new(ring.clone(), selflog.clone(), Default::default());
     let state = HttpState::new(pipeline.clone(), HttpConfig::default(), shutdown.clone());
     let app = http::app_with(
-        state,
+        state.clone(),
         [
-            loki::router(pipeline, loki::LokiLimits::default()),
+            loki::router(
+                pipeline,
+                loki::LokiLimits::default(),
+                state.budget().clone(),
+            ),
             dashboard::router(),
         ],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move { http::serve(listener, app, shutdown, &state).await });
     addr
 }
 

@@ -35,7 +35,8 @@ async fn server_with(config: RingConfig, limits: LokiLimits) -> Server {
     let ring = Arc::new(Ring::open(&config).unwrap());
     let selflog = SelfLog::new(ring.clone()).unwrap();
     let pipeline = ringtail::sources::Pipeline::new(ring.clone(), selflog, Default::default());
-    let app = loki::router(pipeline, limits);
+    let budget = ringtail::sources::budget::Budget::new(64 << 20, Duration::from_secs(2));
+    let app = loki::router(pipeline, limits, budget);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -41,30 +41,34 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let json = Some("application/json");
-    let decoded = match mode % 5 {
-        0 => push::decode(json, None, rest, MAX),
-        1 => push::decode(json, Some("gzip"), rest, MAX),
-        2 => push::decode(None, None, rest, MAX),
-        3 => {
-            let body = snap::raw::Encoder::new()
+    let (content_type, encoding, body): (Option<&str>, Option<&str>, Vec<u8>) = match mode % 5 {
+        0 => (json, None, rest.to_vec()),
+        1 => (json, Some("gzip"), rest.to_vec()),
+        2 => (None, None, rest.to_vec()),
+        3 => (
+            Some("application/x-protobuf"),
+            None,
+            snap::raw::Encoder::new()
                 .compress_vec(rest)
-                .expect("snappy");
-            push::decode(Some("application/x-protobuf"), None, &body, MAX)
-        }
+                .expect("snappy"),
+        ),
         _ => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(rest).expect("gzip");
-            let body = gz.finish().expect("gzip");
-            push::decode(json, Some("gzip"), &body, MAX)
+            (json, Some("gzip"), gz.finish().expect("gzip"))
         }
     };
-    let streams = match decoded {
+    // The whole push, decoded at once (the reference), and the daemon's
+    // two-pass streaming ingest of the same body must agree.
+    let streams = match push::decode(content_type, encoding, &body, MAX) {
         Ok(s) => s,
         Err(e) => {
             assert!(matches!(e.status.as_u16(), 400 | 413 | 415), "{e}");
             return;
         }
     };
+    let prepared = push::prepare(content_type, encoding, &body, MAX, |_| Ok(()))
+        .expect("prepare accepts what decode accepted");
     let pipeline = &*PIPELINE;
     let ring = pipeline.ring();
     let pieces: u64 = streams
@@ -73,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(_, l)| l.len().div_ceil(LINE).max(1) as u64)
         .sum();
     let before = ring.published_seq();
-    match push::ingest(pipeline, &streams) {
+    match push::ingest(pipeline, &prepared) {
         Ok(n) => {
             assert_eq!(n, pieces);
             assert_eq!(ring.published_seq() - before, n);

@@ -163,6 +163,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = super::parse_size)]
     pub loki_max_push: u64,
 
+    /// Most request bytes held at once, over all ingest requests being
+    /// decoded and stored (POST /api/v1/entries and Loki pushes: bodies,
+    /// decompressed protobuf, 2 MiB of working room each); a request that
+    /// cannot get its share within 2 s gets 429 with Retry-After.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = super::parse_size)]
+    pub http_max_inflight: u64,
+
+    /// Most HTTP connections open at once; past it a new connection gets
+    /// 503 with Retry-After and is closed (counted, and noted in the self
+    /// log).
+    #[arg(long, value_name = "N", default_value_t = http::conn::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+
+    /// How long a client may take to send a request head once it has
+    /// started one (closes connections that trickle headers).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub http_header_timeout: Duration,
+
+    /// How long a connection with no request in progress stays open
+    /// (keep-alive, or opened and silent). Live follow streams are never
+    /// idle.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub http_idle_timeout: Duration,
+
     /// How long a non-streaming HTTP request may take (e.g. 30s); longer
     /// ones get 408.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
@@ -402,6 +426,12 @@ impl ServeArgs {
                             ..Default::default()
                         },
                         timeout: self.http_timeout,
+                        max_inflight: usize::try_from(self.http_max_inflight).unwrap_or(usize::MAX),
+                        connections: http::conn::ConnLimits {
+                            max_connections: self.http_max_connections.max(1),
+                            header_timeout: self.http_header_timeout,
+                            idle_timeout: self.http_idle_timeout,
+                        },
                         ..HttpConfig::default()
                     },
                 ))

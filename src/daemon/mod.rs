@@ -325,10 +325,10 @@ async fn serve(
                     tokio::net::TcpListener::from_std(l)
                 })
                 .map_err(|e| start_err("cannot use the HTTP listener", e))?;
-            let app = http::app(pipeline.clone(), http_config, stop_servers.clone());
+            let (app, state) = http::app(pipeline.clone(), http_config, stop_servers.clone());
             let stop = stop_servers.clone();
             let run = async move {
-                http::serve(listener, app, stop)
+                http::serve(listener, app, stop, &state)
                     .await
                     .map_err(|e| e.to_string())
             };

@@ -25,8 +25,9 @@
 //! for every source ([`super::pipeline`]).
 //!
 //! A request is all or nothing: every NDJSON line is checked before any is
-//! stored, and a bad line is an error that names the line, the column and
-//! what was wrong.
+//! stored (a first pass over the body), and a bad line is an error that
+//! names the line, the column and what was wrong. Nothing but the body is
+//! held whole: the second pass stores in batches of at most 1 MiB.
 //!
 //! Each distinct origin (source plus labels) of a request is interned once
 //! (at most [`MAX_ORIGINS_PER_REQUEST`] per request), and each run of
@@ -173,115 +174,123 @@ pub fn text(pipeline: &Pipeline, q: &IngestQuery, body: &[u8]) -> Result<Done, I
     Ok(done)
 }
 
-/// Stores an NDJSON body, all or nothing.
+/// One NDJSON object, checked.
+struct Parsed<'a> {
+    origin: Origin,
+    flags: Flags,
+    msg: std::borrow::Cow<'a, [u8]>,
+}
+
+/// Parses and checks the object on line `n`.
+fn parse_object<'a>(raw: &'a [u8], n: usize, q: &IngestQuery) -> Result<Parsed<'a>, IngestError> {
+    let obj: Object = serde_json::from_slice(raw).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m)
+            .to_string();
+        line_error(n, format!("column {}: {msg}", e.column()))
+    })?;
+    let source = obj
+        .source
+        .as_deref()
+        .or(q.source.as_deref())
+        .ok_or_else(|| {
+            line_error(
+                n,
+                "no `source`: give it in each object, or once as ?source=NAME",
+            )
+        })?;
+    let origin = origin_of(source, &q.labels, obj.labels.as_ref()).map_err(|e| line_error(n, e))?;
+    let stream = match &obj.stream {
+        None => q.stream,
+        Some(s) => Some(
+            Stream::parse(s)
+                .ok_or_else(|| line_error(n, format!("`stream` {s:?} is not stdout or stderr")))?,
+        ),
+    };
+    let level = match &obj.level {
+        None | Some(serde_json::Value::Null) => q.level,
+        Some(serde_json::Value::String(s)) => Some(Level::parse(s).ok_or_else(|| {
+            line_error(
+                n,
+                format!("`level` {s:?} is not one of {}", Level::EXPECTED),
+            )
+        })?),
+        Some(serde_json::Value::Number(v)) => Some(
+            v.as_u64()
+                .and_then(|l| u8::try_from(l).ok())
+                .and_then(Level::from_severity)
+                .ok_or_else(|| line_error(n, format!("`level` {v} is not 0-7")))?,
+        ),
+        Some(v) => {
+            return Err(line_error(
+                n,
+                format!("`level` {v} is not a name or a number"),
+            ))
+        }
+    };
+    let msg = match (obj.msg_b64, obj.msg) {
+        (Some(b64), _) => std::borrow::Cow::Owned(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| line_error(n, format!("`msg_b64` is not base64: {e}")))?,
+        ),
+        (None, Some(msg)) => std::borrow::Cow::Owned(msg.into_bytes()),
+        (None, None) => {
+            return Err(line_error(
+                n,
+                "no `msg` (or `msg_b64`): the message is missing",
+            ))
+        }
+    };
+    let flags = Flags::default()
+        .with_stream(stream)
+        .with_level(level)
+        .with_partial(obj.partial)
+        .with_truncated(obj.truncated);
+    Ok(Parsed { origin, flags, msg })
+}
+
+/// The non-blank lines of an NDJSON body, with their line numbers.
+fn ndjson_lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
+        .filter(|(_, raw)| !raw.iter().all(u8::is_ascii_whitespace))
+}
+
+/// Stores an NDJSON body, all or nothing: a first pass checks every object
+/// and collects the request's origins, a second stores, in batches of at
+/// most 1 MiB. Memory: the body (which the caller holds under its budget),
+/// the origins, one batch.
 pub fn ndjson(pipeline: &Pipeline, q: &IngestQuery, body: &[u8]) -> Result<Done, IngestError> {
-    // Checked first, stored after: a request is all or nothing.
     let mut origins: HashMap<Origin, usize> = HashMap::new();
     let mut order: Vec<Origin> = Vec::new();
-    // (origin index, message start, message length, flags) per object, in
-    // request order; messages in `buf`.
-    let mut items: Vec<(usize, usize, usize, Flags)> = Vec::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(body.len());
     let mut lines = 0u64;
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
-        let n = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let obj: Object = serde_json::from_slice(raw).map_err(|e| {
-            let msg = e.to_string();
-            let msg = msg
-                .rsplit_once(" at line ")
-                .map_or(msg.as_str(), |(m, _)| m)
-                .to_string();
-            line_error(n, format!("column {}: {msg}", e.column()))
-        })?;
-        let source = obj
-            .source
-            .as_deref()
-            .or(q.source.as_deref())
-            .ok_or_else(|| {
-                line_error(
-                    n,
-                    "no `source`: give it in each object, or once as ?source=NAME",
-                )
-            })?;
-        let origin =
-            origin_of(source, &q.labels, obj.labels.as_ref()).map_err(|e| line_error(n, e))?;
-        let stream =
-            match &obj.stream {
-                None => q.stream,
-                Some(s) => Some(Stream::parse(s).ok_or_else(|| {
-                    line_error(n, format!("`stream` {s:?} is not stdout or stderr"))
-                })?),
-            };
-        let level = match &obj.level {
-            None | Some(serde_json::Value::Null) => q.level,
-            Some(serde_json::Value::String(s)) => Some(Level::parse(s).ok_or_else(|| {
-                line_error(
-                    n,
-                    format!("`level` {s:?} is not one of {}", Level::EXPECTED),
-                )
-            })?),
-            Some(serde_json::Value::Number(v)) => Some(
-                v.as_u64()
-                    .and_then(|l| u8::try_from(l).ok())
-                    .and_then(Level::from_severity)
-                    .ok_or_else(|| line_error(n, format!("`level` {v} is not 0-7")))?,
-            ),
-            Some(v) => {
-                return Err(line_error(
-                    n,
-                    format!("`level` {v} is not a name or a number"),
-                ))
-            }
-        };
-        let start = buf.len();
-        match (&obj.msg_b64, &obj.msg) {
-            (Some(b64), _) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|e| line_error(n, format!("`msg_b64` is not base64: {e}")))?;
-                buf.extend_from_slice(&bytes);
-            }
-            (None, Some(msg)) => buf.extend_from_slice(msg.as_bytes()),
-            (None, None) => {
-                return Err(line_error(
-                    n,
-                    "no `msg` (or `msg_b64`): the message is missing",
-                ))
-            }
-        }
-        if buf.len() > u32::MAX as usize / 2 {
+    let mut bytes = 0usize;
+    for (n, raw) in ndjson_lines(body) {
+        let parsed = parse_object(raw, n, q)?;
+        bytes += parsed.msg.len();
+        if bytes > u32::MAX as usize / 2 {
             return Err(line_error(
                 n,
                 "the request holds more than 2 GiB of messages",
             ));
         }
-        let index = match origins.get(&origin) {
-            Some(&i) => i,
-            None => {
-                if order.len() == MAX_ORIGINS_PER_REQUEST {
-                    return Err(line_error(
-                        n,
-                        format!(
-                            "more than {MAX_ORIGINS_PER_REQUEST} distinct sources and label \
-                             sets in one request; split it"
-                        ),
-                    ));
-                }
-                origins.insert(origin.clone(), order.len());
-                order.push(origin);
-                order.len() - 1
+        if !origins.contains_key(&parsed.origin) {
+            if order.len() == MAX_ORIGINS_PER_REQUEST {
+                return Err(line_error(
+                    n,
+                    format!(
+                        "more than {MAX_ORIGINS_PER_REQUEST} distinct sources and label \
+                         sets in one request; split it"
+                    ),
+                ));
             }
-        };
-        let flags = Flags::default()
-            .with_stream(stream)
-            .with_level(level)
-            .with_partial(obj.partial)
-            .with_truncated(obj.truncated);
-        items.push((index, start, buf.len() - start, flags));
+            origins.insert(parsed.origin.clone(), order.len());
+            order.push(parsed.origin);
+        }
         lines += 1;
     }
     let handles = order
@@ -293,14 +302,26 @@ pub fn ndjson(pipeline: &Pipeline, q: &IngestQuery, body: &[u8]) -> Result<Done,
         ..Done::default()
     };
     let mut batch = pipeline.batch();
-    for run in items.chunk_by(|a, b| a.0 == b.0) {
-        for &(_, start, len, flags) in run {
-            batch.push(&buf[start..start + len], flags, SourceTime::None);
+    let mut batch_origin = usize::MAX;
+    for (n, raw) in ndjson_lines(body) {
+        let parsed = parse_object(raw, n, q)?;
+        let index = origins[&parsed.origin];
+        if index != batch_origin || batch.bytes() >= STORE_BATCH_BYTES {
+            if !batch.is_empty() {
+                done.add(pipeline.store_batch(&handles[batch_origin], None, &mut batch));
+            }
+            batch_origin = index;
         }
-        done.add(pipeline.store_batch(&handles[run[0].0], None, &mut batch));
+        batch.push(&parsed.msg, parsed.flags, SourceTime::None);
+    }
+    if !batch.is_empty() {
+        done.add(pipeline.store_batch(&handles[batch_origin], None, &mut batch));
     }
     Ok(done)
 }
+
+/// Entries are stored in batches of at most this many message bytes.
+const STORE_BATCH_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::listener::{Listener, Socket};
 
+pub mod budget;
 pub mod docker;
 pub mod fd_reader;
 pub mod fdpass;

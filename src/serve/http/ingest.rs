@@ -13,11 +13,24 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt as _;
 
 use super::params::{self, IngestQuery};
 use super::{ApiError, HttpState};
+use crate::sources::budget;
 use crate::sources::http_ingest::{self, IngestError};
+
+/// The answer when the budget of bytes in flight stays spent (429 with
+/// `Retry-After`) or a request needs more than all of it (413).
+fn overloaded(e: budget::Overloaded) -> ApiError {
+    match e {
+        budget::Overloaded::Busy { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(1)
+        }
+        budget::Overloaded::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+    }
+}
 
 pub(super) async fn post(
     State(state): State<Arc<HttpState>>,
@@ -104,16 +117,20 @@ async fn ingest(
     if headers.get(header::CONTENT_ENCODING).is_none() && declared.is_some_and(|n| n > max as u64) {
         return Err(too_big());
     }
-    let bytes = match http_body_util::Limited::new(body, max).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return Err(too_big());
-            }
-            return Err(ApiError::bad_request(format!(
-                "cannot read the request body: {e}"
-            )));
-        }
+    // Held under the daemon's budget of bytes in flight until the request
+    // is stored (see `sources::budget`).
+    let mut charge = budget::Charge::default();
+    state
+        .budget
+        .take(&mut charge, budget::WORKING_BYTES)
+        .await
+        .map_err(overloaded)?;
+    let hint = declared.filter(|_| headers.get(header::CONTENT_ENCODING).is_none());
+    let bytes = match budget::collect(body, max, hint, &state.budget, &mut charge).await {
+        Ok(b) => b,
+        Err(budget::CollectError::TooLarge) => return Err(too_big()),
+        Err(budget::CollectError::Overloaded(e)) => return Err(overloaded(e)),
+        Err(e) => return Err(ApiError::bad_request(e.to_string())),
     };
     let done = match kind {
         Kind::Text => http_ingest::text(&state.pipeline, &q, &bytes),

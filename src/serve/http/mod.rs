@@ -43,6 +43,7 @@
 //! router to merge must carry its state already (`Router<()>`) and must not
 //! set a fallback.
 
+pub mod conn;
 mod entries;
 mod follow;
 mod hub;
@@ -62,7 +63,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::ring::Ring;
 use crate::selflog::SelfLog;
 use crate::serve::{dashboard, loki};
+use crate::sources::budget::{self, Budget};
 use crate::sources::Pipeline;
 
 pub use stats::Metrics;
@@ -166,6 +167,11 @@ pub struct HttpConfig {
     pub keep_alive: Duration,
     /// Limits of the Loki API (`--loki-max-push`).
     pub loki: loki::LokiLimits,
+    /// Most request bytes held at once while ingest requests are decoded
+    /// and stored (`--http-max-inflight`, see [`Budget`]).
+    pub max_inflight: usize,
+    /// Connection cap and deadlines (see [`conn`]).
+    pub connections: conn::ConnLimits,
 }
 
 impl Default for HttpConfig {
@@ -179,6 +185,8 @@ impl Default for HttpConfig {
             timeout: DEFAULT_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
             loki: loki::LokiLimits::default(),
+            max_inflight: budget::DEFAULT_BYTES,
+            connections: conn::ConnLimits::default(),
         }
     }
 }
@@ -210,8 +218,10 @@ pub fn check_exposure(addr: &SocketAddr, has_token: bool, insecure: bool) -> Res
 pub struct HttpState {
     ring: Arc<Ring>,
     selflog: SelfLog,
-    /// Ingest stores through the pipeline.
+    /// Ingest stores through the pipeline...
     pipeline: Pipeline,
+    /// ...within the budget of bytes in flight.
+    budget: Arc<Budget>,
     config: HttpConfig,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -229,6 +239,7 @@ impl HttpState {
         let ring = pipeline.ring().clone();
         let selflog = pipeline.selflog().clone();
         Arc::new(HttpState {
+            budget: Budget::new(config.max_inflight, budget::DEFAULT_WAIT),
             pipeline,
             followers: Arc::new(Semaphore::new(config.max_followers)),
             metrics: Metrics::new(ROUTES.len()),
@@ -239,6 +250,11 @@ impl HttpState {
             config,
             shutdown,
         })
+    }
+
+    /// The budget of ingest bytes in flight.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -346,16 +362,24 @@ pub fn api_router(state: Arc<HttpState>) -> Router {
 /// Loki API ([`crate::serve::loki`]) and the dashboard
 /// ([`crate::serve::dashboard`]) on one port, under the layers they all
 /// share. Further routers are merged here, one line each.
-pub fn app(pipeline: Pipeline, config: HttpConfig, shutdown: CancellationToken) -> Router {
+pub fn app(
+    pipeline: Pipeline,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> (Router, Arc<HttpState>) {
     let state = HttpState::new(pipeline.clone(), config, shutdown);
-    let routers = merged_routers(pipeline, state.config.loki);
-    app_with(state, routers)
+    let routers = merged_routers(pipeline, state.config.loki, state.budget.clone());
+    (app_with(state.clone(), routers), state)
 }
 
 /// The routers served beside this module's: the Loki API and the
 /// dashboard. Add a line here to serve another.
-pub fn merged_routers(pipeline: Pipeline, loki: loki::LokiLimits) -> Vec<Router> {
-    vec![loki::router(pipeline, loki), dashboard::router()]
+pub fn merged_routers(
+    pipeline: Pipeline,
+    loki: loki::LokiLimits,
+    budget: Arc<Budget>,
+) -> Vec<Router> {
+    vec![loki::router(pipeline, loki, budget), dashboard::router()]
 }
 
 /// [`app`] with the state built by the caller (to read its metrics) and
@@ -457,6 +481,8 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -464,7 +490,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: secs`.
+    pub(crate) fn retry_after(mut self, secs: u32) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub(crate) fn bad_request(message: impl ToString) -> ApiError {
@@ -476,12 +509,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&serde_json::json!({ "error": self.message }))
             .expect("a JSON object of one string serialises");
-        (
+        let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
 }
 
@@ -581,14 +619,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    state: &HttpState,
 ) -> io::Result<()> {
-    // Small SSE events must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    conn::serve(
+        listener,
+        app,
+        shutdown,
+        state.config.connections,
+        state.metrics.connections.clone(),
+        Some(state.selflog.clone()),
+    )
+    .await
 }
 
 /// A server running on the current runtime (tests, benches, embedding).
@@ -611,9 +652,12 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let state = HttpState::new(pipeline.clone(), config, shutdown.clone());
-    let routers = merged_routers(pipeline, state.config.loki);
+    let routers = merged_routers(pipeline, state.config.loki, state.budget.clone());
     let app = app_with(state.clone(), routers);
-    let task = tokio::spawn(serve(listener, app, shutdown.clone()));
+    let task = {
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move { serve(listener, app, shutdown, &state).await })
+    };
     Ok(Running {
         addr,
         state,

@@ -129,6 +129,8 @@ pub struct Metrics {
     pub query: Latency,
     /// Gaps not yet reported to the self log, and when the last report was.
     gap_report: Mutex<GapReport>,
+    /// What the accept loop counts.
+    pub connections: Arc<super::conn::ConnMetrics>,
 }
 
 #[derive(Default)]
@@ -146,6 +148,7 @@ impl Metrics {
         Metrics {
             requests: (0..=routes).map(|_| AtomicU64::new(0)).collect(),
             followers_refused: AtomicU64::new(0),
+            connections: Arc::default(),
             gap_events: AtomicU64::new(0),
             gap_entries: AtomicU64::new(0),
             ingested_entries: AtomicU64::new(0),
@@ -244,6 +247,14 @@ struct HttpPart {
     gap_entries_total: u64,
     ingested_entries_total: u64,
     ingest_rejected_total: u64,
+    connections: usize,
+    max_connections: usize,
+    connections_accepted_total: u64,
+    connections_refused_total: u64,
+    header_timeouts_total: u64,
+    inflight_bytes: u64,
+    max_inflight_bytes: u64,
+    inflight_refused_total: u64,
     requests: Vec<RouteCount>,
     other_requests: u64,
 }
@@ -294,6 +305,14 @@ fn collect(state: &HttpState) -> (StatsAnswer, Histogram<u64>, Histogram<u64>) {
             gap_entries_total: m.gap_entries.load(Ordering::Relaxed),
             ingested_entries_total: m.ingested_entries.load(Ordering::Relaxed),
             ingest_rejected_total: m.ingest_rejected.load(Ordering::Relaxed),
+            connections: m.connections.open.load(Ordering::Relaxed),
+            max_connections: state.config.connections.max_connections,
+            connections_accepted_total: m.connections.accepted.load(Ordering::Relaxed),
+            connections_refused_total: m.connections.refused.load(Ordering::Relaxed),
+            header_timeouts_total: m.connections.header_timeouts.load(Ordering::Relaxed),
+            inflight_bytes: u64::from(state.budget().in_use_kib()) * 1024,
+            max_inflight_bytes: u64::from(state.budget().total_kib()) * 1024,
+            inflight_refused_total: state.budget().refused(),
             requests: ROUTES
                 .iter()
                 .zip(&requests)
@@ -432,6 +451,54 @@ pub(super) async fn get_metrics(State(state): State<Arc<HttpState>>) -> Response
         "counter",
         "Ingest requests refused (400, 413, 415).",
         h.ingest_rejected_total.to_string(),
+    );
+    metric(
+        "ringtail_http_connections",
+        "gauge",
+        "HTTP connections open now.",
+        h.connections.to_string(),
+    );
+    metric(
+        "ringtail_http_max_connections",
+        "gauge",
+        "HTTP connections allowed at once (--http-max-connections).",
+        h.max_connections.to_string(),
+    );
+    metric(
+        "ringtail_http_connections_accepted_total",
+        "counter",
+        "HTTP connections accepted.",
+        h.connections_accepted_total.to_string(),
+    );
+    metric(
+        "ringtail_http_connections_refused_total",
+        "counter",
+        "HTTP connections refused with 503 because every slot was taken.",
+        h.connections_refused_total.to_string(),
+    );
+    metric(
+        "ringtail_http_header_timeouts_total",
+        "counter",
+        "HTTP connections closed because a request head did not arrive in time (--http-header-timeout).",
+        h.header_timeouts_total.to_string(),
+    );
+    metric(
+        "ringtail_http_inflight_bytes",
+        "gauge",
+        "Request bytes held now by ingest requests being decoded and stored.",
+        h.inflight_bytes.to_string(),
+    );
+    metric(
+        "ringtail_http_max_inflight_bytes",
+        "gauge",
+        "Request bytes ingest requests may hold at once (--http-max-inflight).",
+        h.max_inflight_bytes.to_string(),
+    );
+    metric(
+        "ringtail_http_inflight_refused_total",
+        "counter",
+        "Ingest requests refused (429 or 413) because the in-flight budget was spent or too small.",
+        h.inflight_refused_total.to_string(),
     );
     let _ = writeln!(
         out,

@@ -44,6 +44,7 @@ use axum::Router;
 
 use crate::ring::Ring;
 use crate::selflog::SelfLog;
+use crate::sources::budget::{self, Budget};
 use crate::sources::{loki_push as push, Pipeline};
 use crate::timefmt::{now_ns, NANOS_PER_SEC};
 
@@ -114,12 +115,29 @@ impl std::error::Error for LokiError {}
 
 impl IntoResponse for LokiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             self.msg + "\n",
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        r
+    }
+}
+
+impl From<crate::sources::budget::Overloaded> for LokiError {
+    fn from(e: crate::sources::budget::Overloaded) -> LokiError {
+        let status = match e {
+            crate::sources::budget::Overloaded::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            crate::sources::budget::Overloaded::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        LokiError::new(status, e.to_string())
     }
 }
 
@@ -148,8 +166,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 struct Inner {
     ring: Arc<Ring>,
     selflog: SelfLog,
-    /// Pushes store through the ingest pipeline.
+    /// Pushes store through the ingest pipeline...
     pipeline: Pipeline,
+    /// ...within the daemon's budget of bytes in flight.
+    budget: Arc<Budget>,
     limits: LokiLimits,
     /// WebSocket tails open now.
     tails: AtomicUsize,
@@ -159,11 +179,12 @@ type Shared = Arc<Inner>;
 
 /// The Loki API's routes (table in the module docs), ready to be merged
 /// into the HTTP server's router.
-pub fn router(pipeline: Pipeline, limits: LokiLimits) -> Router {
+pub fn router(pipeline: Pipeline, limits: LokiLimits, budget: Arc<Budget>) -> Router {
     let state = Arc::new(Inner {
         ring: pipeline.ring().clone(),
         selflog: pipeline.selflog().clone(),
         pipeline,
+        budget,
         limits,
         tails: AtomicUsize::new(0),
     });
@@ -417,7 +438,7 @@ async fn tail_ws(
 async fn push_handler(
     State(s): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, LokiError> {
     let text = |name| {
         headers
@@ -427,14 +448,41 @@ async fn push_handler(
     };
     let (content_type, content_encoding) =
         (text(header::CONTENT_TYPE), text(header::CONTENT_ENCODING));
+    let max = s.limits.max_push_bytes;
+    let mut charge = budget::Charge::default();
+    s.budget.take(&mut charge, budget::WORKING_BYTES).await?;
+    let hint = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = match budget::collect(body, max, hint, &s.budget, &mut charge).await {
+        Ok(b) => b,
+        Err(budget::CollectError::TooLarge) => {
+            return Err(LokiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "push body is larger than {max} bytes: send smaller batches or raise \
+                     --loki-max-push"
+                ),
+            ))
+        }
+        Err(budget::CollectError::Overloaded(e)) => return Err(e.into()),
+        Err(e) => return Err(LokiError::bad(e.to_string())),
+    };
     blocking(move || {
-        let streams = push::decode(
+        let budget = s.budget.clone();
+        let prepared = push::prepare(
             content_type.as_deref(),
             content_encoding.as_deref(),
             &body,
-            s.limits.max_push_bytes,
+            max,
+            |len| {
+                budget
+                    .take_blocking(&mut charge, len)
+                    .map_err(LokiError::from)
+            },
         )?;
-        push::ingest(&s.pipeline, &streams).inspect_err(|e| {
+        push::ingest(&s.pipeline, &prepared).inspect_err(|e| {
             if e.status == StatusCode::TOO_MANY_REQUESTS {
                 s.selflog.warn(format!("Loki push refused: {}", e.msg));
             }
