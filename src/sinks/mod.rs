@@ -7,7 +7,12 @@
 //! bytes come from `msg_b64` when the daemon sent one, so a message that is
 //! not UTF-8 round-trips unchanged. `ringtail read` uses it too.
 
+pub mod backoff;
+pub mod cursor;
 pub mod export;
+pub mod http;
+pub mod loki;
+pub mod ship;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
