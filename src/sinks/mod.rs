@@ -13,6 +13,7 @@ pub mod export;
 pub mod http;
 pub mod loki;
 pub mod ship;
+pub mod syslog;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
