@@ -8,6 +8,7 @@
 //! not UTF-8 round-trips unchanged. `ringtail read` uses it too.
 
 pub mod backoff;
+pub mod cloudwatch;
 pub mod cursor;
 pub mod export;
 pub mod http;

@@ -11,12 +11,22 @@
 //!   replaced silently and the same bytes always give the same text, so a
 //!   re-sent entry is identical to the first copy (Loki drops it).
 //!   Syslog ships the bytes as they are (RFC 5424 allows any octets in MSG).
+//! - [`Admit`] is what every batcher answers when offered an entry.
 //! - [`split_text`] cuts a text into pieces of at most a given number of
 //!   bytes, at character boundaries, for backends that cap a line.
 
 use std::borrow::Cow;
 
 use crate::entry::EntryRef;
+
+/// Whether a batcher took an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Added,
+    /// The batch is full: finish it and push the entry again (a batcher
+    /// always takes the first entry of a batch, so the entry will fit).
+    Full,
+}
 
 /// The time to ship for an entry, in ns since the Unix epoch.
 #[inline]

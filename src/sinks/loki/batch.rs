@@ -84,13 +84,7 @@ impl Default for LokiBatchConfig {
     }
 }
 
-/// Whether [`LokiBatcher::push`] took the entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admit {
-    Added,
-    /// The batch is full: finish it and push the entry again.
-    Full,
-}
+pub use crate::sinks::ship::Admit;
 
 /// An encoded batch, ready to send (and to re-send unchanged).
 #[derive(Clone, Debug, PartialEq, Eq)]
