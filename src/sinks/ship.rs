@@ -12,12 +12,18 @@
 //!   re-sent entry is identical to the first copy (Loki drops it).
 //!   Syslog ships the bytes as they are (RFC 5424 allows any octets in MSG).
 //! - [`Admit`] is what every batcher answers when offered an entry.
+//! - [`OriginCache`] keeps what a forwarder derives from an entry's origin
+//!   (labels, destination names), so it is computed once per source.
 //! - [`split_text`] cuts a text into pieces of at most a given number of
 //!   bytes, at character boundaries, for backends that cap a line.
 
 use std::borrow::Cow;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
 
-use crate::entry::EntryRef;
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::entry::{EntryRef, Flags, Origin};
 
 /// Whether a batcher took an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +58,82 @@ pub fn message_text(msg: &[u8]) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// What a forwarder derives from an origin and the stream and level of an
+/// entry (the other flags do not shape labels or names), computed once.
+///
+/// A lookup hashes the origin once, with no allocation; the entry before
+/// it is checked first, which a run of entries from one source hits
+/// without hashing.
+#[derive(Debug)]
+pub struct OriginCache<T> {
+    /// By the hash of (origin, bits): the origins with that hash.
+    map: FxHashMap<u64, Vec<Cached<T>>>,
+    /// The last lookup.
+    last: Option<Cached<T>>,
+    /// Values held.
+    len: usize,
+}
+
+/// An origin, the flag bits that matter, and its value.
+type Cached<T> = (Arc<Origin>, u8, Arc<T>);
+
+impl<T> Default for OriginCache<T> {
+    fn default() -> Self {
+        OriginCache {
+            map: FxHashMap::default(),
+            last: None,
+            len: 0,
+        }
+    }
+}
+
+impl<T> OriginCache<T> {
+    /// The value for `origin` with `flags`, made by `make` the first time.
+    pub fn get_or_insert_with(
+        &mut self,
+        origin: &Origin,
+        flags: Flags,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let bits = flags.bits() & 0xfc;
+        if let Some((o, b, v)) = &self.last {
+            if *b == bits && **o == *origin {
+                return v.clone();
+            }
+        }
+        let mut hasher = FxHasher::default();
+        origin.hash(&mut hasher);
+        bits.hash(&mut hasher);
+        let bucket = self.map.entry(hasher.finish()).or_default();
+        let (o, v) = match bucket.iter().find(|(o, b, _)| *b == bits && **o == *origin) {
+            Some((o, _, v)) => (o.clone(), v.clone()),
+            None => {
+                let o = Arc::new(origin.clone());
+                let v = Arc::new(make());
+                bucket.push((o.clone(), bits, v.clone()));
+                self.len += 1;
+                (o, v)
+            }
+        };
+        self.last = Some((o, bits, v.clone()));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.last = None;
+        self.len = 0;
+    }
 }
 
 /// Splits `text` into pieces of at most `max_bytes` bytes each, cutting only
@@ -105,6 +187,33 @@ mod tests {
         assert_eq!(message_text("é\u{1F600}".as_bytes()), "é\u{1F600}");
         // The rule is a function of the bytes: the same input, the same text.
         assert_eq!(message_text(b"\x80\x80"), message_text(b"\x80\x80"));
+    }
+
+    #[test]
+    fn origin_cache_computes_once_per_origin_and_shape() {
+        use crate::entry::Stream;
+        let mut cache = OriginCache::default();
+        let mut made = 0;
+        let a = Origin::new("a").with_label("k", "v");
+        let b = Origin::new("b");
+        let stderr = Flags::default().with_stream(Some(Stream::Stderr));
+        for (origin, flags) in [
+            (&a, Flags::default()),
+            (&b, Flags::default()),
+            (&a, Flags::default().with_partial(true)),
+            (&a, stderr),
+            (&a.clone(), Flags::default()),
+        ] {
+            cache.get_or_insert_with(origin, flags, || {
+                made += 1;
+                made
+            });
+        }
+        // a, b, a on stderr; partial does not count and equal origins share.
+        assert_eq!((made, cache.len()), (3, 3));
+        assert_eq!(*cache.get_or_insert_with(&b, Flags::default(), || 99), 2);
+        cache.clear();
+        assert!(cache.is_empty());
     }
 
     #[test]

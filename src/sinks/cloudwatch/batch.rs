@@ -26,13 +26,15 @@
 //!   message of more than 1 MiB makes a batch of its own, several requests
 //!   of one stream).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use super::api::{put_log_events_body, InputLogEvent};
 use super::template::NameTemplate;
 use crate::entry::{EntryRef, Flags, Origin};
-use crate::sinks::ship::{message_text, ship_time, split_text, Admit};
+use crate::sinks::ship::{message_text, ship_time, split_text, Admit, OriginCache};
 
 /// At most this many events per PutLogEvents.
 pub const MAX_EVENTS: usize = 10_000;
@@ -102,24 +104,38 @@ pub struct CwBatch {
 
 #[derive(Debug)]
 struct RequestBuf {
-    group: String,
-    stream: String,
+    dest: Arc<Dest>,
     events: Vec<InputLogEvent>,
     counted: usize,
     min_ts: i64,
     max_ts: i64,
 }
 
+/// A log group and stream, named once per origin.
+#[derive(Debug)]
+struct Dest {
+    group: String,
+    stream: String,
+    /// Its number in [`CwBatcher::in_batch`].
+    id: usize,
+}
+
 /// Builds CloudWatch batches; see the module doc.
+///
+/// Names are rendered once per origin (and level and stream); per entry
+/// the batcher hashes the origin once and allocates the message. What it
+/// remembers across batches is dropped between batches once it names
+/// [`MAX_REMEMBERED_NAMES`] destinations.
 #[derive(Debug)]
 pub struct CwBatcher {
     config: CwBatchConfig,
-    /// Names per (origin, flags bits), kept across batches; cleared when
-    /// large. The last hit is checked first.
-    names: FxHashMap<(Origin, u8), (String, String)>,
-    last: Option<(Origin, u8, String, String)>,
+    /// Destinations per origin (and stream and level).
+    names: OriginCache<Dest>,
+    /// Destination numbers by (group, stream).
+    dest_ids: FxHashMap<(String, String), usize>,
+    /// By destination number: its last request in the batch being built.
+    in_batch: Vec<Option<usize>>,
     requests: Vec<RequestBuf>,
-    index: FxHashMap<(String, String), usize>,
     first_seq: u64,
     last_seq: u64,
     entries: u64,
@@ -135,10 +151,10 @@ impl CwBatcher {
     pub fn new(config: CwBatchConfig) -> CwBatcher {
         CwBatcher {
             config,
-            names: FxHashMap::default(),
-            last: None,
+            names: OriginCache::default(),
+            dest_ids: FxHashMap::default(),
+            in_batch: Vec::new(),
             requests: Vec::new(),
-            index: FxHashMap::default(),
             first_seq: 0,
             last_seq: 0,
             entries: 0,
@@ -157,30 +173,21 @@ impl CwBatcher {
         self.entries == 0
     }
 
-    fn names_of(&mut self, origin: &Origin, flags: Flags) -> (String, String) {
-        let bits = flags.bits() & 0xfc;
-        if let Some((o, b, g, s)) = &self.last {
-            if *b == bits && o == origin {
-                return (g.clone(), s.clone());
-            }
-        }
-        let key = (origin.clone(), bits);
-        let names = match self.names.get(&key) {
-            Some(n) => n.clone(),
-            None => {
-                let n = (
-                    self.config.group.render(origin, flags),
-                    self.config.stream.render(origin, flags),
-                );
-                if self.names.len() >= MAX_REMEMBERED_NAMES {
-                    self.names.clear();
-                }
-                self.names.insert(key.clone(), n.clone());
-                n
-            }
-        };
-        self.last = Some((key.0, key.1, names.0.clone(), names.1.clone()));
-        names
+    fn dest_of(&mut self, origin: &Origin, flags: Flags) -> Arc<Dest> {
+        let config = &self.config;
+        let dest_ids = &mut self.dest_ids;
+        let in_batch = &mut self.in_batch;
+        self.names.get_or_insert_with(origin, flags, || {
+            let group = config.group.render(origin, flags);
+            let stream = config.stream.render(origin, flags);
+            let id = *dest_ids
+                .entry((group.clone(), stream.clone()))
+                .or_insert_with(|| {
+                    in_batch.push(None);
+                    in_batch.len() - 1
+                });
+            Dest { group, stream, id }
+        })
     }
 
     /// Adds an entry (entries must come in seq order).
@@ -197,20 +204,24 @@ impl CwBatcher {
             self.skipped_empty += 1;
             return Admit::Added;
         }
-        let (group, stream) = self.names_of(e.origin, e.flags);
+        let dest = self.dest_of(e.origin, e.flags);
         let text = message_text(e.msg);
         let ts = (ship_time(e) / 1_000_000).min(i64::MAX as u64) as i64;
-        let pieces: Vec<&str> = split_text(&text, MAX_MESSAGE_BYTES).collect();
-        let counted: usize = pieces.iter().map(|p| p.len() + EVENT_OVERHEAD).sum();
+        let (pieces, counted) = if text.len() <= MAX_MESSAGE_BYTES {
+            (1, text.len() + EVENT_OVERHEAD)
+        } else {
+            let pieces: Vec<&str> = split_text(&text, MAX_MESSAGE_BYTES).collect();
+            let counted = pieces.iter().map(|p| p.len() + EVENT_OVERHEAD).sum();
+            (pieces.len(), counted)
+        };
 
-        let key = (group, stream);
-        let existing = self.index.get(&key).copied();
+        let existing = self.in_batch[dest.id];
         if self.entries > 0 {
-            let batch_full = self.events + pieces.len() > self.config.max_events
+            let batch_full = self.events + pieces > self.config.max_events
                 || self.counted + counted > self.config.max_bytes;
             let request_full = existing.is_some_and(|i| {
                 let r = &self.requests[i];
-                r.events.len() + pieces.len() > MAX_EVENTS
+                r.events.len() + pieces > MAX_EVENTS
                     || r.counted + counted > MAX_REQUEST_BYTES
                     || ts.max(r.max_ts) - ts.min(r.min_ts) > MAX_SPAN_MS
             });
@@ -219,23 +230,23 @@ impl CwBatcher {
             }
         }
         note(self);
-        if pieces.len() > 1 {
+        if pieces > 1 {
             self.split_entries += 1;
         }
-        self.events += pieces.len();
+        self.events += pieces;
         self.counted += counted;
         // A request takes pieces until a rule would break, then the rest
         // goes to a new request for the same stream (only a message of
         // more than 1 MiB, alone in its batch, gets there).
         let mut i = match existing {
             Some(i) => i,
-            None => self.new_request(&key, ts),
+            None => self.new_request(&dest, ts),
         };
-        for piece in pieces {
+        for piece in split_text(&text, MAX_MESSAGE_BYTES) {
             let size = piece.len() + EVENT_OVERHEAD;
             let r = &self.requests[i];
             if r.events.len() + 1 > MAX_EVENTS || r.counted + size > MAX_REQUEST_BYTES {
-                i = self.new_request(&key, ts);
+                i = self.new_request(&dest, ts);
             }
             let r = &mut self.requests[i];
             r.events.push(InputLogEvent {
@@ -249,17 +260,16 @@ impl CwBatcher {
         Admit::Added
     }
 
-    fn new_request(&mut self, key: &(String, String), ts: i64) -> usize {
+    fn new_request(&mut self, dest: &Arc<Dest>, ts: i64) -> usize {
         self.requests.push(RequestBuf {
-            group: key.0.clone(),
-            stream: key.1.clone(),
+            dest: dest.clone(),
             events: Vec::new(),
             counted: 0,
             min_ts: ts,
             max_ts: ts,
         });
         let i = self.requests.len() - 1;
-        self.index.insert(key.clone(), i);
+        self.in_batch[dest.id] = Some(i);
         i
     }
 
@@ -268,20 +278,25 @@ impl CwBatcher {
         if self.entries == 0 {
             return None;
         }
-        self.index.clear();
-        let requests = std::mem::take(&mut self.requests)
+        let requests: Vec<PutRequest> = std::mem::take(&mut self.requests)
             .into_iter()
             .map(|mut r| {
+                self.in_batch[r.dest.id] = None;
                 r.events.sort_by_key(|ev| ev.timestamp);
                 PutRequest {
-                    body: put_log_events_body(&r.group, &r.stream, &r.events).into(),
-                    group: r.group,
-                    stream: r.stream,
+                    body: put_log_events_body(&r.dest.group, &r.dest.stream, &r.events).into(),
+                    group: r.dest.group.clone(),
+                    stream: r.dest.stream.clone(),
                     events: r.events,
                     counted_bytes: r.counted,
                 }
             })
             .collect();
+        if self.in_batch.len() >= MAX_REMEMBERED_NAMES {
+            self.names.clear();
+            self.dest_ids.clear();
+            self.in_batch.clear();
+        }
         let batch = CwBatch {
             requests,
             first_seq: self.first_seq,

@@ -22,30 +22,36 @@
 //!   and ringtail stamps a whole append batch with one clock reading, so
 //!   two identical lines logged together would lose one. The batcher
 //!   therefore sends `max(ship_time, previous timestamp of the stream + 1 ns)`,
-//!   remembering each stream's last timestamp across batches. Shifts are
-//!   nanoseconds per entry sharing a time. The same batch body is re-sent
-//!   byte for byte on a retry, so Loki recognises what it already has.
+//!   remembering each stream's last timestamp across batches. With the
+//!   ring's receive times (never decreasing) the shifts are nanoseconds per
+//!   entry sharing a time; a time earlier than its stream's last (possible
+//!   once producers' own times are shipped) is sent as that last + 1 ns,
+//!   which also keeps a stream in order for a Loki with ordered writes.
+//!   The same batch body is re-sent byte for byte on a retry, so Loki
+//!   recognises what it already has. (After a restart of ringtail the
+//!   memory starts empty; an entry that shares its ring time *and* its
+//!   line with an entry of its stream shipped before the restart would
+//!   then be taken by Loki for a duplicate.)
 //! - **Encodings.** Protobuf `PushRequest` compressed with block (raw)
 //!   snappy, `Content-Type: application/x-protobuf` (Loki's native form and
 //!   the default); or JSON, optionally gzip-compressed.
 
-use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 
 use super::labels::{stream_labels, LabelRules, Overflow};
 use crate::entry::{EntryRef, Flags, Origin};
 use crate::serve::loki::push::{EntryAdapter, LabelPair, PushRequest, StreamAdapter, Timestamp};
-use crate::sinks::ship::{message_text, ship_time, split_text};
+use crate::sinks::ship::{message_text, ship_time, split_text, OriginCache};
 
 /// Loki's default `max_line_size` (256 KiB: Loki's "KB" is 1024 bytes).
 pub const LOKI_MAX_LINE_BYTES: usize = 256 * 1024;
 /// What an entry costs beyond its line in the byte cap.
 pub const ENTRY_OVERHEAD: usize = 16;
-/// Streams whose last timestamp the batcher remembers; past this the
-/// memory is cleared (see [`LokiBatcher`]).
+/// Streams the batcher remembers; past this its memory is cleared between
+/// batches (see [`LokiBatcher`]).
 const MAX_REMEMBERED_STREAMS: usize = 100_000;
 
 /// How a batch is encoded.
@@ -131,11 +137,23 @@ impl super::answer::BatchShape for LokiBatch {
 #[derive(Debug)]
 struct Rendered {
     selector: Arc<str>,
+    /// The stream's number in [`LokiBatcher::streams_known`] (several
+    /// origins may share a selector, and so a stream).
+    id: usize,
     /// The kept labels, sorted by name (for the JSON body).
     pairs: Vec<(String, String)>,
     /// Sent as structured metadata, when the rules say so.
     metadata: Vec<LabelPair>,
     dropped: u64,
+}
+
+/// What the batcher remembers of a stream across batches.
+#[derive(Debug)]
+struct Known {
+    /// The last timestamp sent in the stream.
+    last_ts: u64,
+    /// The stream's index in the batch being built, if it is in it.
+    in_batch: Option<usize>,
 }
 
 /// One stream of the batch being built.
@@ -146,22 +164,24 @@ struct StreamBuf {
 }
 
 /// Builds Loki batches; see the module doc.
+///
+/// Per entry it hashes the origin once (to find its labels) and allocates
+/// the line; labels, selectors and stream lookups are computed once per
+/// origin. What it remembers across batches (labels per origin, last
+/// timestamp per stream) is dropped between batches once it holds
+/// [`MAX_REMEMBERED_STREAMS`] streams.
 #[derive(Debug)]
 pub struct LokiBatcher {
     /// Fixed at construction.
     config: LokiBatchConfig,
-    /// Labels per (origin, stream and level bits), across batches, keyed
-    /// by the hash of both (so a lookup needs no owned key); cleared when
-    /// it holds [`MAX_REMEMBERED_STREAMS`].
-    rendered: FxHashMap<u64, Vec<(Origin, u8, Arc<Rendered>)>>,
-    rendered_count: usize,
-    /// The last lookup, which the next entry of a run from one source hits.
-    last: Option<(Origin, u8, Arc<Rendered>)>,
-    /// Each stream's last sent timestamp, across batches.
-    last_ts: FxHashMap<Arc<str>, u64>,
-    /// The batch being built: its streams, and their index by selector.
+    /// Labels per origin (and stream and level).
+    rendered: OriginCache<Rendered>,
+    /// Stream numbers by selector.
+    stream_ids: FxHashMap<Arc<str>, usize>,
+    /// By stream number.
+    streams_known: Vec<Known>,
+    /// The batch being built.
     streams: Vec<StreamBuf>,
-    stream_index: FxHashMap<Arc<str>, usize>,
     first_seq: u64,
     last_seq: u64,
     entries: u64,
@@ -176,12 +196,10 @@ impl LokiBatcher {
     pub fn new(config: LokiBatchConfig) -> LokiBatcher {
         LokiBatcher {
             config,
-            rendered: FxHashMap::default(),
-            rendered_count: 0,
-            last: None,
-            last_ts: FxHashMap::default(),
+            rendered: OriginCache::default(),
+            stream_ids: FxHashMap::default(),
+            streams_known: Vec::new(),
             streams: Vec::new(),
-            stream_index: FxHashMap::default(),
             first_seq: 0,
             last_seq: 0,
             entries: 0,
@@ -212,58 +230,38 @@ impl LokiBatcher {
     }
 
     fn labels_of(&mut self, origin: &Origin, flags: Flags) -> Arc<Rendered> {
-        // Only stream and level shape labels; partial/truncated do not.
-        let bits = flags.bits() & 0xfc;
-        if let Some((o, b, r)) = &self.last {
-            if *b == bits && o == origin {
-                return r.clone();
-            }
-        }
-        let mut hasher = FxHasher::default();
-        origin.hash(&mut hasher);
-        bits.hash(&mut hasher);
-        let hash = hasher.finish();
-        let found = self.rendered.get(&hash).and_then(|bucket| {
-            bucket
-                .iter()
-                .find(|(o, b, _)| *b == bits && o == origin)
-                .map(|(_, _, r)| r.clone())
-        });
-        let rendered = match found {
-            Some(r) => r,
-            None => {
-                let labels = stream_labels(&self.config.labels, origin, flags);
-                let metadata = match self.config.labels.overflow {
-                    Overflow::Drop => Vec::new(),
-                    Overflow::StructuredMetadata => labels
-                        .dropped
-                        .iter()
-                        .map(|(name, value)| LabelPair {
-                            name: name.clone(),
-                            value: value.clone(),
-                        })
-                        .collect(),
-                };
-                let r = Arc::new(Rendered {
-                    selector: labels.selector.into(),
-                    pairs: labels.pairs,
-                    metadata,
-                    dropped: labels.dropped.len() as u64,
+        let rules = &self.config.labels;
+        let stream_ids = &mut self.stream_ids;
+        let streams_known = &mut self.streams_known;
+        self.rendered.get_or_insert_with(origin, flags, || {
+            let labels = stream_labels(rules, origin, flags);
+            let metadata = match rules.overflow {
+                Overflow::Drop => Vec::new(),
+                Overflow::StructuredMetadata => labels
+                    .dropped
+                    .iter()
+                    .map(|(name, value)| LabelPair {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            };
+            let selector: Arc<str> = labels.selector.into();
+            let id = *stream_ids.entry(selector.clone()).or_insert_with(|| {
+                streams_known.push(Known {
+                    last_ts: 0,
+                    in_batch: None,
                 });
-                if self.rendered_count >= MAX_REMEMBERED_STREAMS {
-                    self.rendered.clear();
-                    self.rendered_count = 0;
-                }
-                self.rendered
-                    .entry(hash)
-                    .or_default()
-                    .push((origin.clone(), bits, r.clone()));
-                self.rendered_count += 1;
-                r
+                streams_known.len() - 1
+            });
+            Rendered {
+                selector,
+                id,
+                pairs: labels.pairs,
+                metadata,
+                dropped: labels.dropped.len() as u64,
             }
-        };
-        self.last = Some((origin.clone(), bits, rendered.clone()));
-        rendered
+        })
     }
 
     /// Adds an entry (entries must come in seq order).
@@ -276,7 +274,7 @@ impl LokiBatcher {
         } else {
             split_text(&text, max_line).count()
         };
-        let new_stream = !self.stream_index.contains_key(&rendered.selector);
+        let in_batch = self.streams_known[rendered.id].in_batch;
         let metadata_bytes: usize = rendered
             .metadata
             .iter()
@@ -284,7 +282,7 @@ impl LokiBatcher {
             .sum();
         let cost = text.len()
             + pieces * (ENTRY_OVERHEAD + metadata_bytes)
-            + if new_stream {
+            + if in_batch.is_none() {
                 rendered.selector.len() + ENTRY_OVERHEAD
             } else {
                 0
@@ -296,29 +294,24 @@ impl LokiBatcher {
             return Admit::Full;
         }
 
-        let index = match self.stream_index.get(&rendered.selector) {
-            Some(&i) => i,
+        let index = match in_batch {
+            Some(i) => i,
             None => {
                 self.streams.push(StreamBuf {
                     labels: rendered.clone(),
                     entries: Vec::new(),
                 });
-                self.stream_index
-                    .insert(rendered.selector.clone(), self.streams.len() - 1);
-                self.streams.len() - 1
+                let i = self.streams.len() - 1;
+                self.streams_known[rendered.id].in_batch = Some(i);
+                i
             }
         };
-        if self.last_ts.len() >= MAX_REMEMBERED_STREAMS
-            && !self.last_ts.contains_key(&rendered.selector)
-        {
-            self.last_ts.clear();
-        }
-        let last_ts = self.last_ts.entry(rendered.selector.clone()).or_insert(0);
+        let known = &mut self.streams_known[rendered.id];
         let stream = &mut self.streams[index];
         let mut ts = ship_time(e);
         for piece in split_text(&text, max_line) {
-            ts = ts.max(last_ts.saturating_add(1));
-            *last_ts = ts;
+            ts = ts.max(known.last_ts.saturating_add(1));
+            known.last_ts = ts;
             stream.entries.push(EntryAdapter {
                 timestamp: Some(Timestamp {
                     seconds: (ts / 1_000_000_000) as i64,
@@ -350,7 +343,14 @@ impl LokiBatcher {
             return None;
         }
         let streams = std::mem::take(&mut self.streams);
-        self.stream_index.clear();
+        for s in &streams {
+            self.streams_known[s.labels.id].in_batch = None;
+        }
+        if self.streams_known.len() >= MAX_REMEMBERED_STREAMS {
+            self.rendered.clear();
+            self.stream_ids.clear();
+            self.streams_known.clear();
+        }
         let stream_count = streams.len();
         let stream_lines = streams
             .iter()
