@@ -334,3 +334,47 @@ async fn tcp_loses_only_what_rsyslog_had_not_read() {
         assert_eq!(last - first + 1, lost.len() as u64, "the loss is one run");
     }
 }
+
+/// An orderly restart of rsyslog (SIGTERM: it closes its RELP sessions,
+/// librelp sends `serverclose`) while messages flow: nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relp_survives_an_orderly_restart() {
+    if !Rsyslog::available("relp_survives_an_orderly_restart") {
+        return;
+    }
+    let mut rs = Rsyslog::start(Input::Relp);
+    let addr = rs.addr();
+    let all = messages(1, 20_000);
+    let total = all.len() as u64;
+    let sender = tokio::spawn(async move {
+        let mut client = RelpClient::new(addr, RelpOptions::default());
+        let mut errors = 0;
+        for batch in all.chunks(1000) {
+            loop {
+                match client.send_batch(batch).await {
+                    Ok(ack) => {
+                        assert_eq!(ack.done_through, Some(batch.last().unwrap().0));
+                        break;
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert!(errors < 10_000, "never recovers: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+        client.close().await.unwrap();
+        (client.resent(), errors)
+    });
+    rs.wait_for_lines(3000, Duration::from_secs(60));
+    rs.stop();
+    rs.restart();
+    let (resent, errors) = sender.await.unwrap();
+    let counts = id_counts(&rs.lines());
+    let missing = (1..=total).filter(|id| !counts.contains_key(id)).count();
+    let duplicates: u64 = counts.values().map(|&c| u64::from(c - 1)).sum();
+    eprintln!("RELP across an orderly restart: {errors} failed attempts, {resent} re-sent, {duplicates} duplicates");
+    assert_eq!(missing, 0, "lost messages");
+    assert!(duplicates <= resent);
+}
