@@ -145,7 +145,9 @@ pub struct CwBatcher {
     split_entries: u64,
 }
 
-const MAX_REMEMBERED_NAMES: usize = 10_000;
+/// Destinations the batcher remembers; past this its memory is cleared
+/// between batches.
+pub const MAX_REMEMBERED_NAMES: usize = 10_000;
 
 impl CwBatcher {
     pub fn new(config: CwBatchConfig) -> CwBatcher {

@@ -52,7 +52,7 @@ pub const LOKI_MAX_LINE_BYTES: usize = 256 * 1024;
 pub const ENTRY_OVERHEAD: usize = 16;
 /// Streams the batcher remembers; past this its memory is cleared between
 /// batches (see [`LokiBatcher`]).
-const MAX_REMEMBERED_STREAMS: usize = 100_000;
+pub const MAX_REMEMBERED_STREAMS: usize = 100_000;
 
 /// How a batch is encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
