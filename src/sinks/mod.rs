@@ -19,9 +19,16 @@
 //! message that is not UTF-8 round-trips unchanged. `ringtail read` uses it
 //! too.
 
+pub mod backoff;
+pub mod cloudwatch;
+pub mod cursor;
 pub mod echo;
 pub mod export;
 pub mod follower;
+pub mod http;
+pub mod loki;
+pub mod ship;
+pub mod syslog;
 
 use std::future::Future;
 use std::pin::Pin;

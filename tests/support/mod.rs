@@ -9,6 +9,9 @@
 #![allow(dead_code)]
 
 pub mod dockerd;
+pub mod fake_loki;
+pub mod moto;
+pub mod rsyslog;
 pub mod verify;
 
 use std::net::SocketAddr;
