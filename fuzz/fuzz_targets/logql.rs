@@ -1,12 +1,14 @@
-//! Fuzzes the LogQL parser and evaluator, which read query text straight
-//! from HTTP requests (`query`, `match[]`).
+//! Fuzzes the whole LogQL language: the parser and the evaluator, which
+//! read query text straight from HTTP requests (`query`, `match[]`), over
+//! a ring of JSON, logfmt, plain and malformed lines, so that every
+//! parser, filter, template and aggregation runs on what it accepts.
 //!
 //! Input: the query text (invalid UTF-8 replaced, as a URL decoder would).
 //!
 //! Checked: no panic and no unbounded work on any text; a refused query
 //! has an error with a position inside the text; an accepted one
-//! evaluates over a small ring as a range and as an instant query without
-//! panicking, and every answer is valid JSON or a 4xx error.
+//! evaluates over the ring as a range, an instant and a volume query
+//! without panicking, and every answer is valid JSON or a 4xx error.
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
@@ -16,7 +18,8 @@ use ringtail::entry::{Flags, Origin, Stream};
 use ringtail::ring::{Ring, RingConfig};
 use ringtail::serve::loki::logql;
 use ringtail::serve::loki::params::Direction;
-use ringtail::serve::loki::query::{self, InstantRequest, RangeRequest, Selection};
+use ringtail::serve::loki::index::{self, Selection, VolumeRequest};
+use ringtail::serve::loki::query::{self, InstantRequest, RangeRequest};
 use ringtail::serve::loki::LokiLimits;
 
 const S: u64 = 1_000_000_000;
@@ -33,8 +36,17 @@ static RING: LazyLock<(Arc<Ring>, u64)> = LazyLock::new(|| {
         } else {
             (&web, Flags::default().with_stream(Some(Stream::Stdout)))
         };
-        let mut line = format!("line {i} GET /x{} \u{e9}", i % 7).into_bytes();
-        line.push(0xff);
+        let mut line = match i % 5 {
+            0 => format!(r#"{{"level":"info","status":{},"latency_ms":{}.5,"req":{{"path":"/x{}"}},"tags":["a"]}}"#, 200 + i % 3 * 100, i, i % 7),
+            1 => format!("level=warn status={} took={}ms size={}KB msg=\"line {i}\"", 200 + i % 4, i, i % 9),
+            2 => format!("10.0.0.{i} - - \"GET /x{} HTTP/1.1\" {} {}", i % 7, 200 + i % 2, i),
+            3 => format!("\u{1b}[31m{{\"_entry\":\"packed {i}\",\"k\":\"v\"}} \u{e9}"),
+            _ => format!("line {i} GET /x{} \u{e9}", i % 7),
+        }
+        .into_bytes();
+        if i % 11 == 0 {
+            line.push(0xff);
+        }
         ring.append(h, flags, &line);
     }
     let now = ringtail::timefmt::now_ns();
@@ -83,8 +95,19 @@ fuzz_target!(|data: &[u8]| {
             };
             check(query::query_instant(ring, &instant, &limits));
             if expr.is_log() {
-                let sel = Selection::parse([text.as_ref()]).expect("a log query is a selection");
-                query::stream_stats(ring, &sel, 0, u64::MAX, &limits).expect("stats");
+                if let Ok(sel) = Selection::parse([text.as_ref()]) {
+                    index::stream_stats(ring, &sel, 0, u64::MAX, &limits).expect("stats");
+                }
+                let volume = VolumeRequest {
+                    query: text.to_string(),
+                    start: now - 60 * S,
+                    end: now + 5 * S,
+                    step: Some(5 * S),
+                    limit: 10,
+                    target_labels: Vec::new(),
+                    by_label_names: data.len() % 3 == 0,
+                };
+                check(index::volume(ring, &volume, &limits));
             }
         }
     }

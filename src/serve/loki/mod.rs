@@ -9,6 +9,8 @@
 //! | `GET/POST /loki/api/v1/label/{name}/values` | values of one label |
 //! | `GET/POST /loki/api/v1/series` | label sets selected by `match[]`/`match` |
 //! | `GET/POST /loki/api/v1/index/stats` | `{"streams","chunks","entries","bytes"}` for `query` |
+//! | `GET/POST /loki/api/v1/index/volume` | bytes per series of the selector over the range: a `vector` ([`index`]) |
+//! | `GET/POST /loki/api/v1/index/volume_range` | the same per `step` bucket: a `matrix` |
 //! | `GET /loki/api/v1/tail` | WebSocket live tail ([`tail`]) |
 //! | `POST /loki/api/v1/push` | ingest, JSON or snappy protobuf ([`crate::sources::loki_push`]); 204 |
 //! | `GET /ready` | `ready` |
@@ -19,13 +21,15 @@
 //! nanoseconds or RFC 3339; `start` defaults to an hour before `end` (six
 //! for the metadata routes), `end` to now; `limit` to 100; `direction`
 //! (any case) to `backward`. Errors are plain text with a 4xx/5xx status,
-//! as Loki answers them. The LogQL subset is in [`logql`]; the evaluation
-//! and its cost in [`query`].
+//! as Loki answers them. LogQL, its evaluation and its cost are in
+//! [`logql`]; [`query`] turns a request into an answer.
 //!
 //! The router carries no authentication, compression or timeouts of its
 //! own: the HTTP server that merges it onto its port applies those to
 //! every route alike.
 
+pub mod answer;
+pub mod index;
 pub mod logql;
 pub mod params;
 pub mod query;
@@ -48,8 +52,9 @@ use crate::sources::budget::{self, Budget};
 use crate::sources::{loki_push as push, Pipeline};
 use crate::timefmt::{now_ns, NANOS_PER_SEC};
 
+use index::{Selection, VolumeRequest};
 use params::Params;
-use query::{InstantRequest, RangeRequest, Selection};
+use query::{InstantRequest, RangeRequest};
 
 /// Bounds on what one request may cost.
 #[derive(Clone, Copy, Debug)]
@@ -157,6 +162,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/loki/api/v1/series"),
     ("GET", "/loki/api/v1/index/stats"),
     ("POST", "/loki/api/v1/index/stats"),
+    ("GET", "/loki/api/v1/index/volume"),
+    ("POST", "/loki/api/v1/index/volume"),
+    ("GET", "/loki/api/v1/index/volume_range"),
+    ("POST", "/loki/api/v1/index/volume_range"),
     ("GET", "/loki/api/v1/tail"),
     ("POST", "/loki/api/v1/push"),
     ("GET", "/ready"),
@@ -203,6 +212,14 @@ pub fn router(pipeline: Pipeline, limits: LokiLimits, budget: Arc<Budget>) -> Ro
         .route(
             "/loki/api/v1/index/stats",
             get(index_stats).post(index_stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(index_volume).post(index_volume),
+        )
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(index_volume_range).post(index_volume_range),
         )
         .route("/loki/api/v1/tail", get(tail_ws))
         .route(
@@ -291,11 +308,11 @@ async fn metadata(
     s: &Shared,
     p: &Params,
     selectors: Vec<String>,
-) -> Result<Vec<query::StreamStat>, LokiError> {
+) -> Result<Vec<index::StreamStat>, LokiError> {
     let (start, end) = p.range(now_ns(), 6 * HOUR)?;
     let selection = Selection::parse(selectors.iter().map(String::as_str))?;
     let s = s.clone();
-    blocking(move || query::stream_stats(&s.ring, &selection, start, end, &s.limits)).await
+    blocking(move || index::stream_stats(&s.ring, &selection, start, end, &s.limits)).await
 }
 
 fn success(data: serde_json::Value) -> Response {
@@ -311,7 +328,7 @@ async fn labels(
     let p = params(q, &headers, &body);
     let selectors = p.get("query").map(str::to_string).into_iter().collect();
     let stats = metadata(&s, &p, selectors).await?;
-    Ok(success(query::label_names(&stats).into()))
+    Ok(success(index::label_names(&stats).into()))
 }
 
 async fn label_values(
@@ -324,7 +341,7 @@ async fn label_values(
     let p = params(q, &headers, &body);
     let selectors = p.get("query").map(str::to_string).into_iter().collect();
     let stats = metadata(&s, &p, selectors).await?;
-    Ok(success(query::label_values(&stats, &name).into()))
+    Ok(success(index::label_values(&stats, &name).into()))
 }
 
 async fn series(
@@ -374,6 +391,79 @@ async fn index_stats(
     .into_response())
 }
 
+/// `index/volume` and `index/volume_range`: Loki's parameters (`query`,
+/// `start`, `end`, `limit` (100), `targetLabels`, `aggregateBy`, and
+/// `step` for the range form).
+async fn volume_common(s: Shared, p: Params, range: bool) -> Result<Response, LokiError> {
+    let (start, end) = p.range(now_ns(), HOUR)?;
+    let limit = match p.get("limit") {
+        None => 100,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(0) => 100,
+            Ok(n) if n > 0 => n as usize,
+            _ => {
+                return Err(LokiError::bad(format!(
+                    "invalid parameter `limit`: {v:?}: limit must be a positive value"
+                )))
+            }
+        },
+    };
+    let by_label_names = match p.get("aggregateBy") {
+        None | Some("series") => false,
+        Some("labels") => true,
+        Some(other) => {
+            return Err(LokiError::bad(format!(
+                "invalid aggregation option {other:?}: expected series or labels"
+            )))
+        }
+    };
+    let step = if range {
+        Some(
+            p.duration("step")?
+                .unwrap_or_else(|| params::default_step(start, end)),
+        )
+    } else {
+        None
+    };
+    let req = VolumeRequest {
+        query: p.required("query")?.to_string(),
+        start,
+        end,
+        step,
+        limit,
+        target_labels: p
+            .get("targetLabels")
+            .map(|t| {
+                t.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        by_label_names,
+    };
+    let body = blocking(move || index::volume(&s.ring, &req, &s.limits)).await?;
+    Ok(json_body(body))
+}
+
+async fn index_volume(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    volume_common(s, params(q, &headers, &body), false).await
+}
+
+async fn index_volume_range(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    volume_common(s, params(q, &headers, &body), true).await
+}
+
 /// Counts a tail connection for as long as it lives.
 struct TailSlot(Shared);
 
@@ -411,8 +501,7 @@ async fn tail_ws(
         }
     }
     let plan = tail::TailPlan {
-        filter: query::log_filter(&log)?,
-        drops: log.drops,
+        plan: logql::eval::LogPlan::new(&log, logql::pipeline::Hints::all())?,
         start: p
             .time("start")?
             .unwrap_or_else(|| now_ns().saturating_sub(HOUR)),

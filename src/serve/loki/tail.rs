@@ -26,14 +26,18 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::mpsc;
 
+use rustc_hash::FxHashMap;
+
 use crate::entry::EntryRef;
-use crate::filter::Filter;
 use crate::format::{gap_message, json_str};
 use crate::ring::{Read, ReadBatch, ReadStatus, Ring};
 use crate::selflog::SelfLog;
 use crate::timefmt::now_ns;
 
-use super::query::{label_set, write_labels, KeyIndex, Labels};
+use super::answer::write_labels;
+use super::logql::eval::scan::{entry_ts, seq_range, Streams};
+use super::logql::eval::{Labels, LogPlan};
+use super::logql::pipeline::{key_labels, key_push, LineLabels, Pipeline, Scratch};
 
 /// Messages queued for the writer: a client that falls this far behind
 /// starts having entries dropped.
@@ -51,8 +55,8 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// What one tail connection follows.
 pub struct TailPlan {
-    pub filter: Filter,
-    pub drops: Vec<String>,
+    /// The ring filter and the pipeline every entry goes through.
+    pub plan: LogPlan,
     /// Backlog from this time, ns.
     pub start: u64,
     /// Backlog entries at most.
@@ -101,9 +105,12 @@ struct Pending {
 }
 
 struct Reader {
-    keys: KeyIndex,
-    labels: Vec<Arc<Labels>>,
-    drops: Vec<String>,
+    streams: Streams,
+    scratch: Scratch,
+    pipeline: Pipeline,
+    /// Label sets after the pipeline, shared by the entries that have them.
+    labels: FxHashMap<Vec<u8>, Arc<Labels>>,
+    key: Vec<u8>,
     pending: Vec<Pending>,
     dropped: VecDeque<(Arc<Labels>, u64)>,
     /// Dropped entries beyond `MAX_DROPPED_KEPT`, reported as a count.
@@ -113,20 +120,31 @@ struct Reader {
 
 impl Reader {
     fn take(&mut self, e: &EntryRef<'_>) {
-        let Reader {
-            keys,
-            labels,
-            drops,
-            ..
-        } = self;
-        let i = keys.get(e, || {
-            labels.push(Arc::new(label_set(e.origin, e.flags, drops)));
-            (labels.len() - 1) as u32
-        }) as usize;
+        let s = self.streams.index(e);
+        let base = &self.streams.labels[s];
+        let mut l = LineLabels::new(base, &mut self.scratch);
+        let ts = entry_ts(e);
+        if !self.pipeline.is_empty() && !self.pipeline.run(e.msg, ts, &mut l) {
+            return;
+        }
+        let key = &mut self.key;
+        key.clear();
+        l.for_each_sorted(|k, v| key_push(key, k, v));
+        let line = Pipeline::final_line(e.msg, &l).to_vec();
+        // Bound the shared label sets: a pipeline may make every line's
+        // labels distinct.
+        if self.labels.len() > 10_000 {
+            self.labels.clear();
+        }
+        let labels = self
+            .labels
+            .entry(self.key.clone())
+            .or_insert_with(|| Arc::new(key_labels(&self.key)))
+            .clone();
         self.pending.push(Pending {
-            labels: self.labels[i].clone(),
-            time: e.time,
-            line: e.msg.to_vec(),
+            labels,
+            time: ts,
+            line,
         });
     }
 
@@ -178,20 +196,23 @@ impl Reader {
 
 /// Follows the ring and queues messages; returns when the writer is gone.
 async fn read_loop(ring: Arc<Ring>, selflog: SelfLog, plan: TailPlan, tx: mpsc::Sender<String>) {
+    let LogPlan { filter, pipeline } = plan.plan;
     let mut r = Reader {
-        keys: KeyIndex::default(),
-        labels: Vec::new(),
-        drops: plan.drops,
+        streams: Streams::default(),
+        scratch: Scratch::new(),
+        pipeline,
+        labels: FxHashMap::default(),
+        key: Vec::new(),
         pending: Vec::new(),
         dropped: VecDeque::new(),
         dropped_uncounted: 0,
         dropped_total: 0,
     };
-    let filter = Arc::new(plan.filter);
+    let filter = Arc::new(filter);
     let mut batch = ReadBatch::new();
     // The backlog: the newest `limit` entries since `start`.
     let snap = ring.snapshot();
-    let start_seq = snap.seek_time(plan.start);
+    let start_seq = seq_range(&snap, plan.start, u64::MAX).start;
     {
         let mut back = Vec::new();
         let mut rev = snap.rev(filter.clone());
@@ -205,7 +226,9 @@ async fn read_loop(ring: Arc<Ring>, selflog: SelfLog, plan: TailPlan, tx: mpsc::
                     if e.seq < start_seq || back.len() == plan.limit {
                         break 'back;
                     }
-                    back.push(e.to_owned());
+                    if entry_ts(&e) >= plan.start {
+                        back.push(e.to_owned());
+                    }
                 }
             }
         }
