@@ -115,11 +115,7 @@ fn fill_json(ring: &Ring) {
                 let mut line = line.into_bytes();
                 line.resize(line.len().max(100), b' ');
                 buf.extend_from_slice(&line);
-                spans.push(Span {
-                    start: start as u32,
-                    len: line.len() as u32,
-                    flags: Flags::default(),
-                });
+                spans.push(Span::new(start as u32, line.len() as u32, Flags::default()));
             }
             ring.append_batch(h, &buf, &spans).expect("append");
             n += 125;
