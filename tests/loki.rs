@@ -113,6 +113,11 @@ impl Server {
     }
 }
 
+/// The seq of the newest entry in the ring.
+fn seqs_end(s: &Server) -> u64 {
+    s.ring.snapshot().end() - 1
+}
+
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -666,13 +671,53 @@ async fn push_round_trips() {
     );
     assert_eq!(got[3].2.stream(), Some(Stream::Stderr));
 
-    // Read back through the query API: labels as pushed.
+    // Read back through the query API: labels as pushed, each entry at the
+    // time it was pushed with (as Loki stores it), so the window must reach
+    // back to 2023; the two entries pushed without a time have their
+    // arrival time.
     let v = s
         .get_json(&format!(
-            "/loki/api/v1/query_range?query={}&direction=forward",
+            "/loki/api/v1/query_range?query={}&direction=forward&start=1699999999000000000&end={}",
+            enc(r#"{source=~"app|batch|proto"}"#),
+            s.time_of(seqs_end(&s)) + 1
+        ))
+        .await;
+    let times: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|st| st["values"].as_array().unwrap().iter())
+        .map(|e| e[0].as_str().unwrap())
+        .filter(|t| t.starts_with("1700000000"))
+        .collect();
+    let mut times = times;
+    times.sort();
+    assert_eq!(
+        times,
+        [
+            "1700000000000000000",
+            "1700000000000000001",
+            "1700000000000000002",
+            "1700000000000000003",
+            "1700000000000000003"
+        ],
+        "pushed timestamps are the entries' LogQL times"
+    );
+    // The default window (the last hour) does not reach 2023: only the
+    // entries pushed without a time are in it.
+    let recent = s
+        .get_json(&format!(
+            "/loki/api/v1/query_range?query={}",
             enc(r#"{source=~"app|batch|proto"}"#)
         ))
         .await;
+    let recent_lines: usize = recent["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(recent_lines, 2, "{recent}");
     let streams: BTreeMap<String, (Value, usize)> = v["data"]["result"]
         .as_array()
         .unwrap()
@@ -720,6 +765,62 @@ async fn push_round_trips() {
     let r = push(None, None, b"not snappy".to_vec()).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(s.messages().len(), 7, "refused pushes store nothing");
+}
+
+#[tokio::test]
+async fn metrics_count_pushed_entries_at_their_own_times() {
+    // Three entries pushed now with times 9, 5 and 1 minutes ago: a metric
+    // query counts each in the minute it was logged, not when it arrived.
+    let s = server().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let minute = 60 * S;
+    // Whole minutes, so each entry falls inside one 1m step window.
+    let base = now / minute * minute;
+    let at = |m: u64| (base - m * minute + S).to_string();
+    let body = json!({"streams":[{"stream":{"source":"relayed"},
+        "values":[[at(9),"nine"],[at(5),"five"],[at(1),"one"]]}]});
+    let r = s
+        .client
+        .post(format!("{}/loki/api/v1/push", s.base))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let q = format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}&step=60s",
+        enc(r#"count_over_time({source="relayed"}[1m])"#),
+        base - 10 * minute,
+        base
+    );
+    let v = s.get_json(&q).await;
+    let points: Vec<(u64, String)> = v["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_f64().unwrap() as u64,
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // A point at t counts (t - 1m, t]: an entry logged 1 s after minute m
+    // is counted at the step ending one minute later.
+    let secs = |m: u64| (base - m * minute + minute) / S;
+    assert_eq!(
+        points,
+        vec![
+            (secs(9), "1".to_string()),
+            (secs(5), "1".to_string()),
+            (secs(1), "1".to_string())
+        ],
+        "{v}"
+    );
 }
 
 #[tokio::test]

@@ -567,6 +567,12 @@ impl<'r> Snapshot<'r> {
         self.ring.seek_time(time_ns).clamp(self.first, self.end)
     }
 
+    /// The ring's [`Ring::max_relay_lag`]: how far before its receive time
+    /// an entry's event time can lie.
+    pub fn max_relay_lag(&self) -> u64 {
+        self.ring.max_relay_lag()
+    }
+
     /// Reads the view newest first.
     pub fn rev<S: Select>(&self, select: S) -> RevCursor<'r, S> {
         self.rev_before(self.end, select)

@@ -26,7 +26,8 @@
 //!   stays ordered by receive time (so there is no out-of-order rejection);
 //!   time queries find relayed entries by their original time through
 //!   [`Ring::event_time_range`](crate::ring::Ring::event_time_range).
-//!   Structured metadata is checked and otherwise unused;
+//!   An entry without a timestamp (0, protobuf's default) has its arrival
+//!   time. Structured metadata is checked and otherwise unused;
 //! - a line longer than `--max-line-len` becomes several entries flagged
 //!   `partial`, or one flagged `truncated` with `--long-lines truncate`, as
 //!   for every source ([`super::pipeline`]);
@@ -857,7 +858,14 @@ pub fn ingest(pipeline: &Pipeline, prepared: &Prepared<'_>) -> Result<u64, LokiE
             }
         }
         let flags = plans[stream].as_ref().map(|(_, f)| *f).unwrap_or_default();
-        batch.push(line, flags, SourceTime::Original(time_ns));
+        // A zero time is a protobuf entry without a timestamp (or a JSON
+        // "0"): no producer time to keep, so the arrival time stands.
+        let source_time = if time_ns == 0 {
+            SourceTime::None
+        } else {
+            SourceTime::Original(time_ns)
+        };
+        batch.push(line, flags, source_time);
         if batch.bytes() >= STORE_BATCH_BYTES || batch.entries() >= STORE_BATCH_ENTRIES {
             flush(&handles, &mut batch, stream, &mut stored);
         }

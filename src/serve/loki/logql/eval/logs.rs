@@ -8,13 +8,13 @@
 //! an entry whose receive time (the ring's order) puts every later one
 //! out of reach ends the read. With timestamps in seq order that is right
 //! after the `limit`-th entry, as before relayed entries existed; with
-//! out-of-order timestamps it reads at most [`MAX_EVENT_LAG_NS`] further.
+//! out-of-order timestamps it reads at most [`max_event_lag`](super::scan::max_event_lag) further.
 //! Kept candidates are pruned to `limit` whenever they reach twice that,
 //! so memory stays at `2 * limit` entries.
 
 use rustc_hash::FxHashMap;
 
-use super::scan::{entry_ts, ring_time, seq_range, KeyIndex, Labels, Streams, MAX_EVENT_LAG_NS};
+use super::scan::{entry_ts, max_event_lag, ring_time, seq_range, KeyIndex, Labels, Streams};
 use super::LogPlan;
 use crate::ring::{Read, ReadBatch, ReadStatus, Snapshot};
 use crate::serve::loki::logql::ast::LogExpr;
@@ -46,6 +46,7 @@ pub fn run(
 ) -> Result<LogStreams, LokiError> {
     let plan = LogPlan::new(log, Hints::all())?;
     let seqs = seq_range(&snap, start, end);
+    let lag = max_event_lag(&snap);
     let backward = direction == Direction::Backward;
     // Whether `a` comes before `b` in the answer.
     let before = |a: (u64, u64), b: (u64, u64)| if backward { a > b } else { a < b };
@@ -67,7 +68,7 @@ pub fn run(
             let reach = if backward {
                 (ring_time(e), e.seq)
             } else {
-                (ring_time(e).saturating_sub(MAX_EVENT_LAG_NS), e.seq)
+                (ring_time(e).saturating_sub(lag), e.seq)
             };
             if !before(reach, t) {
                 return Ok(false);

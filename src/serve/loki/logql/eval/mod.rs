@@ -30,7 +30,7 @@ use crate::filter::Filter;
 use crate::ring::Snapshot;
 use crate::serve::loki::{LokiError, LokiLimits};
 
-pub use scan::{entry_ts, seq_range, Labels, MAX_EVENT_LAG_NS};
+pub use scan::{entry_ts, max_event_lag, seq_range, Labels};
 
 /// The points of a metric query: `start + i * step` for `i` in `0..n`.
 #[derive(Clone, Copy, Debug)]

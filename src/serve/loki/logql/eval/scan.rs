@@ -6,7 +6,8 @@
 //! Time and order: an entry's LogQL timestamp is [`entry_ts`]. Relayed
 //! entries may carry an original (event) time older than their receive
 //! time, so timestamps need not grow with seq; what the ring guarantees is
-//! that event time <= receive time <= event time + [`MAX_EVENT_LAG_NS`].
+//! that event time <= receive time <= event time + [`max_event_lag`] (the
+//! largest relay lag the ring has seen, kept in its header).
 //! [`seq_range`] turns a time range into the seqs that can hold it under
 //! that bound, and no caller assumes timestamps sorted in seq order:
 //! metric buckets are computed from each entry's own timestamp, and log
@@ -28,15 +29,21 @@ use crate::ring::{Read, ReadBatch, ReadStatus, Select, Snapshot};
 /// A label set, sorted by name.
 pub type Labels = Vec<(String, String)>;
 
-/// The most an entry's LogQL timestamp may lie before its receive time.
-/// Zero while every entry's timestamp is its receive time.
-pub const MAX_EVENT_LAG_NS: u64 = 0;
+/// The most an entry's LogQL timestamp may lie before its receive time in
+/// `snap`: 0 unless relayed entries (Loki push, syslog, Docker) kept an
+/// original time older than their arrival.
+#[inline]
+pub fn max_event_lag(snap: &Snapshot<'_>) -> u64 {
+    snap.max_relay_lag()
+}
 
-/// The timestamp LogQL sees for an entry: its time in streams, the time
-/// that puts it in a metric window, `__timestamp__` in templates.
+/// The timestamp LogQL sees for an entry: its event time (the producer's
+/// own time for relayed entries, as Loki would have stored it; the receive
+/// time otherwise), used for its place in streams, the metric window it
+/// counts in, and `__timestamp__` in templates.
 #[inline]
 pub fn entry_ts(e: &EntryRef<'_>) -> u64 {
-    e.time
+    e.event_time()
 }
 
 /// The ring's own order: the receive time, non-decreasing in seq order.
@@ -47,9 +54,9 @@ pub fn ring_time(e: &EntryRef<'_>) -> u64 {
 }
 
 /// The seqs of `snap` that can hold entries with [`entry_ts`] in
-/// `[start, end)`: receive times in `[start, end + MAX_EVENT_LAG_NS)`.
+/// `[start, end)`: receive times in `[start, end + max_event_lag)`.
 pub fn seq_range(snap: &Snapshot<'_>, start: u64, end: u64) -> Range<u64> {
-    snap.seek_time(start)..snap.seek_time(end.saturating_add(MAX_EVENT_LAG_NS))
+    snap.seek_time(start)..snap.seek_time(end.saturating_add(max_event_lag(snap)))
 }
 
 /// The stream labels of an entry: [`entry_labels`], owned.
