@@ -65,6 +65,21 @@ pub struct Pacer {
     slice_end: AtomicU64,
     epoch: Instant,
     waited_ns: AtomicU64,
+    /// Wall time during which at least one source waited, in ns: the share
+    /// the budget bounds (several sources waiting at once pause ingest
+    /// once, not once each).
+    paused: Mutex<Paused>,
+}
+
+/// The union of the sources' waits.
+#[derive(Default)]
+struct Paused {
+    /// Sources waiting now.
+    waiting: usize,
+    /// When the current pause began (ns since the epoch).
+    since: u64,
+    /// Closed pauses, in ns.
+    total: u64,
 }
 
 /// What one follower last reported.
@@ -106,6 +121,7 @@ impl Pacer {
             slice_end: AtomicU64::new(0),
             epoch: Instant::now(),
             waited_ns: AtomicU64::new(0),
+            paused: Mutex::new(Paused::default()),
         }
     }
 
@@ -148,13 +164,16 @@ impl Pacer {
                 return;
             }
             let started = self.now();
+            self.pause_begins(started);
             let deadline = tokio::time::Instant::from_std(self.epoch + Duration::from_nanos(until));
             tokio::select! {
                 _ = listener => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
+            let ended = self.now();
+            self.pause_ends(ended);
             self.waited_ns
-                .fetch_add(self.now().saturating_sub(started), Ordering::Relaxed);
+                .fetch_add(ended.saturating_sub(started), Ordering::Relaxed);
         }
     }
 
@@ -179,6 +198,45 @@ impl Pacer {
     /// Total time sources spent waiting (summed over sources).
     pub fn waited(&self) -> Duration {
         Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed))
+    }
+
+    /// Wall time during which ingest was paused for followers (at least
+    /// one source waiting), including a pause still running: the quantity
+    /// `--follower-pacing` bounds, at most its share of wall time plus
+    /// [`BURST`].
+    pub fn paused(&self) -> Duration {
+        let p = self.lock_paused();
+        let running = if p.waiting > 0 {
+            self.now().saturating_sub(p.since)
+        } else {
+            0
+        };
+        Duration::from_nanos(p.total + running)
+    }
+
+    /// The configured share of wall time, in percent (0: off).
+    pub fn percent(&self) -> u8 {
+        (self.share * 100.0).round() as u8
+    }
+
+    fn pause_begins(&self, now: u64) {
+        let mut p = self.lock_paused();
+        if p.waiting == 0 {
+            p.since = now;
+        }
+        p.waiting += 1;
+    }
+
+    fn pause_ends(&self, now: u64) {
+        let mut p = self.lock_paused();
+        p.waiting -= 1;
+        if p.waiting == 0 {
+            p.total += now.saturating_sub(p.since);
+        }
+    }
+
+    fn lock_paused(&self) -> std::sync::MutexGuard<'_, Paused> {
+        self.paused.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether an active follower is more than [`LAGGING`] behind.
@@ -335,6 +393,32 @@ mod tests {
         }
         // The bucket also refilled by 10 % of the (short) time this took.
         assert!((slices..slices + 10).contains(&paid), "paid {paid} slices");
+    }
+
+    #[tokio::test]
+    async fn sources_waiting_together_pause_ingest_once() {
+        let r = ring(16);
+        let p = Arc::new(Pacer::new(r.clone(), 10));
+        let f = p.follower(1);
+        fill(&r, 12);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.admit().await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        f.progress(13);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        // Three sources waited through the same pause: the summed wait is
+        // about three times the wall time ingest was paused, never less.
+        let (paused, waited) = (p.paused(), p.waited());
+        assert!(paused > Duration::ZERO);
+        assert!(waited >= paused, "{waited:?} < {paused:?}");
     }
 
     #[tokio::test]

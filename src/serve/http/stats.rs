@@ -265,11 +265,23 @@ struct LatencyPart {
     query_us: Percentiles,
 }
 
+/// `--follower-pacing`: how long fd sources paused for query-socket
+/// followers.
+#[derive(Serialize)]
+struct PacingPart {
+    percent: u8,
+    /// Wall time at least one source waited (what the percentage bounds).
+    paused_seconds_total: f64,
+    /// Waiting summed over sources.
+    waited_seconds_total: f64,
+}
+
 #[derive(Serialize)]
 struct StatsAnswer {
     time: String,
     ring: RingPart,
     http: HttpPart,
+    pacing: PacingPart,
     latency: LatencyPart,
 }
 
@@ -323,6 +335,14 @@ fn collect(state: &HttpState) -> (StatsAnswer, Histogram<u64>, Histogram<u64>) {
                 })
                 .collect(),
             other_requests: requests.last().copied().unwrap_or(0),
+        },
+        pacing: {
+            let pacer = state.pipeline.pacer();
+            PacingPart {
+                percent: pacer.percent(),
+                paused_seconds_total: pacer.paused().as_secs_f64(),
+                waited_seconds_total: pacer.waited().as_secs_f64(),
+            }
         },
         latency: LatencyPart {
             ingest_to_visible_us: Percentiles::of(&delivery),
@@ -499,6 +519,18 @@ pub(super) async fn get_metrics(State(state): State<Arc<HttpState>>) -> Response
         "counter",
         "Ingest requests refused (429 or 413) because the in-flight budget was spent or too small.",
         h.inflight_refused_total.to_string(),
+    );
+    metric(
+        "ringtail_follower_pacing_paused_seconds_total",
+        "counter",
+        "Wall time fd sources paused reading for lagging query-socket followers (--follower-pacing bounds its share).",
+        a.pacing.paused_seconds_total.to_string(),
+    );
+    metric(
+        "ringtail_follower_pacing_waited_seconds_total",
+        "counter",
+        "Time fd sources waited for lagging query-socket followers, summed over sources.",
+        a.pacing.waited_seconds_total.to_string(),
     );
     let _ = writeln!(
         out,
