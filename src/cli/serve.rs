@@ -115,11 +115,12 @@ pub struct ServeArgs {
     pub rate_limit: Option<RateLimit>,
 
     /// During a burst, fd sources pause reading while a query-socket
-    /// follower that reads at full speed is more than half a ring behind,
-    /// for at most this share of time in percent (the pipe holds the
-    /// writer's lines meanwhile). A follower whose client stops reading
-    /// stops counting after 100 ms. 0 turns pacing off: followers then get
-    /// gaps as soon as the ring laps them.
+    /// follower that reads at full speed is more than half a ring behind
+    /// (the pipe holds the writer's lines meanwhile), for at most this
+    /// percentage of any stretch of time T plus the same percentage of one
+    /// second (at 10: 10 % of T + 1 s). A follower whose client stops
+    /// reading stops counting after 20 ms. 0 turns pacing off: followers
+    /// then get gaps as soon as the ring laps them.
     #[arg(long, value_name = "PERCENT", default_value_t = pace::DEFAULT_PERCENT,
           value_parser = clap::value_parser!(u8).range(0..=50))]
     pub follower_pacing: u8,
