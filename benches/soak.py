@@ -11,7 +11,7 @@ What it does, for --minutes (default 10):
   (`query_range` and `count_over_time`, as Grafana polls); --stuck of them
   connect and then stop reading until they leave;
 - one "ledger" reader follows the query socket for the whole run and counts
-  what it sees, so self-log entries can be told apart from ingested ones;
+  what it sees (it may be lapped: it reads in Python);
 - samples once a second: RSS, peak RSS, open fds, /healthz latency, the
   ring's appended total;
 - prints a summary (and --json-out FILE): lines written vs stored (lost must
@@ -78,9 +78,10 @@ class Producer(threading.Thread):
         self.stop, self.rate = stop, rate
         self.writers = []
         reg = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        reg.connect(log_sock)
         for i in range(sources):
             ours, theirs = socket.socketpair()
-            socket.send_fds(reg, [f"soak-{i}".encode()], [theirs.fileno()], 0, log_sock)
+            socket.send_fds(reg, [f"soak-{i}".encode()], [theirs.fileno()])
             theirs.close()
             ours.setblocking(True)
             self.writers.append(ours)
@@ -121,7 +122,7 @@ class Ledger(threading.Thread):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.connect(query_sock)
         self.s.sendall(b"\x01")
-        self.soak = self.selflog = self.other = 0
+        self.soak = self.ringtail_lines = self.other = 0
 
     def run(self):
         buf = b""
@@ -141,7 +142,7 @@ class Ledger(threading.Thread):
                 if b'"source":"soak-' in line:
                     self.soak += 1
                 elif b'"source":"ringtail"' in line:
-                    self.selflog += 1
+                    self.ringtail_lines += 1
                 else:
                     self.other += 1
         self.s.close()
@@ -237,7 +238,8 @@ def main():
         stop = Stop()
         stop.done_ledger = False
         before = proc_status(daemon.pid)
-        appended0 = json.loads(http_get(base, "/api/v1/stats"))["ring"]["appended_total"]
+        ring0 = json.loads(http_get(base, "/api/v1/stats"))["ring"]
+        appended0, selflog0 = ring0["appended_total"], ring0["self_log_total"]
         ledger = Ledger(query_sock, stop)
         ledger.start()
         producer = Producer(log_sock, a.sources, a.rate, stop)
@@ -275,8 +277,9 @@ def main():
         producer.join()
         # Everything written is stored once the daemon has read the fds dry.
         for _ in range(600):
-            appended = json.loads(http_get(base, "/api/v1/stats"))["ring"]["appended_total"]
-            if appended - appended0 >= producer.written:
+            ring = json.loads(http_get(base, "/api/v1/stats"))["ring"]
+            appended = ring["appended_total"] - appended0 - (ring["self_log_total"] - selflog0)
+            if appended >= producer.written:
                 break
             time.sleep(0.05)
         time.sleep(0.5)
@@ -285,7 +288,8 @@ def main():
         after = proc_status(daemon.pid)
         stats = json.loads(http_get(base, "/api/v1/stats"))
         appended = stats["ring"]["appended_total"] - appended0
-        stored_soak = appended - ledger.selflog - ledger.other
+        selflog = stats["ring"]["self_log_total"] - selflog0
+        stored_soak = appended - selflog
         healthz = [s["healthz_ms"] for s in samples]
         with_clients = [s["VmRSS"] for s in samples if s["t"] < (churn_end - (end - a.minutes * 60))]
         result = {
@@ -293,8 +297,9 @@ def main():
             "written": producer.written,
             "stored": stored_soak,
             "lost": producer.written - stored_soak,
-            "selflog_entries": ledger.selflog,
+            "selflog_entries": selflog,
             "ledger_saw": ledger.soak,
+            "ledger_ringtail_lines": ledger.ringtail_lines,
             "producer_max_behind_s": round(producer.behind_s, 3),
             "rss_before_mb": round(before["VmRSS"] / 2**20, 1),
             "rss_with_clients_max_mb": round(max(with_clients or [0]) / 2**20, 1),

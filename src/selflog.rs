@@ -3,6 +3,7 @@
 //! everything else, so every reader sees them in order with the lines they
 //! explain.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,20 +19,33 @@ pub const SOURCE: &str = "ringtail";
 pub struct SelfLog {
     ring: Arc<Ring>,
     origin: OriginHandle,
+    /// Entries appended, shared by the clones: lets a reader tell its own
+    /// lines from ringtail's in the ring's appended total.
+    appended: Arc<AtomicU64>,
 }
 
 impl SelfLog {
     /// Registers the `ringtail` source.
     pub fn new(ring: Arc<Ring>) -> Result<SelfLog, crate::ring::RingError> {
         let origin = ring.origin(Origin::new(SOURCE))?;
-        Ok(SelfLog { ring, origin })
+        Ok(SelfLog {
+            ring,
+            origin,
+            appended: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Appends one event; returns its seq.
     pub fn log(&self, level: Level, msg: impl AsRef<str>) -> u64 {
         let flags = Flags::default().with_level(Some(level));
+        self.appended.fetch_add(1, Ordering::Relaxed);
         self.ring
             .append(&self.origin, flags, msg.as_ref().as_bytes())
+    }
+
+    /// Entries this self log (and its clones) appended.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
     }
 
     pub fn info(&self, msg: impl AsRef<str>) -> u64 {

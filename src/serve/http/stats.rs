@@ -226,6 +226,9 @@ struct RingPart {
     oldest_seq: u64,
     next_seq: u64,
     appended_total: u64,
+    /// Of `appended_total`: ringtail's own entries (source `ringtail`)
+    /// since the daemon started.
+    self_log_total: u64,
     evicted_total: u64,
     origins: u64,
 }
@@ -305,6 +308,7 @@ fn collect(state: &HttpState) -> (StatsAnswer, Histogram<u64>, Histogram<u64>) {
             oldest_seq: s.oldest_seq,
             next_seq: s.next_seq,
             appended_total: s.appended_total,
+            self_log_total: state.selflog.appended(),
             evicted_total: s.evicted_total,
             origins: s.origins,
         },
@@ -416,6 +420,12 @@ pub(super) async fn get_metrics(State(state): State<Arc<HttpState>>) -> Response
         "counter",
         "Entries appended over the ring's life.",
         r.appended_total.to_string(),
+    );
+    metric(
+        "ringtail_self_log_entries_total",
+        "counter",
+        "Entries ringtail appended itself (source ringtail) since it started.",
+        r.self_log_total.to_string(),
     );
     metric(
         "ringtail_evicted_entries_total",
