@@ -202,4 +202,5 @@ macro_rules! sources {
 sources! {
     fdpass,
     syslog,
+    kmsg,
 }
