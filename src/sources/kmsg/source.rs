@@ -162,8 +162,12 @@ impl Source for Kmsg {
 }
 
 fn open(path: &Path) -> Result<File, String> {
+    // A FIFO is opened for writing too, so that it never reads as ended
+    // while no writer has it open (writers may come and go).
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
     std::fs::OpenOptions::new()
         .read(true)
+        .write(fifo)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| {
