@@ -201,4 +201,6 @@ macro_rules! sources {
 
 sources! {
     fdpass,
+    syslog,
+    kmsg,
 }

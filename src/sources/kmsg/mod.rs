@@ -7,10 +7,16 @@
 //!   already stored by a previous run, and the wall-clock time of a
 //!   backlog record.
 //!
-//! Reading is left to the daemon: open `/dev/kmsg` `O_RDONLY|O_NONBLOCK`,
+//! - [`source`]: the source plug-in (`--kmsg [PATH]`) that reads the
+//!   device (or a file or FIFO of records) and stores each record.
+//!
+//! How the device is read: open `/dev/kmsg` `O_RDONLY|O_NONBLOCK`,
 //! `read()` into a buffer of at least 8 KiB (one record per call; the
 //! kernel's limit is 8 KiB less its prefix), treat `EAGAIN` as "caught
 //! up" and `EPIPE` as "overrun, go on reading" ([`seq::SeqTracker::overrun`]).
 
 pub mod record;
 pub mod seq;
+pub mod source;
+
+pub use source::Args;

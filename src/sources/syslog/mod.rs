@@ -13,11 +13,20 @@
 //!
 //! None of these read the clock or touch the ring: times come in as
 //! arguments, so every rule can be tested on fixed inputs.
+//!
+//! On top of them:
+//! - [`ingest`]: one message to one entry (source name, labels, level,
+//!   kept timestamp), stored in batches through the pipeline;
+//! - [`source`]: the listeners as a source plug-in (`--syslog-socket`,
+//!   `--syslog-udp`, `--syslog-tcp`, `[[syslog]]`) and their loops.
 
 pub mod creds;
 pub mod framing;
+pub mod ingest;
 pub mod parse;
 pub mod priority;
 pub mod ratelimit;
+pub mod source;
 
 pub use priority::{Facility, Priority, Severity};
+pub use source::Args;
