@@ -143,7 +143,7 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             };
             seq = seq.max(since_start(&snap, &q.filter, seq));
             if let Some(n) = q.tail {
-                seq = seq.max(crate::serve::memlogq::tail_start(&snap, &q.filter, n, seq));
+                seq = seq.max(crate::serve::follow::tail_start(&snap, &q.filter, n, seq));
             }
             Start { seq, reset: None }
         }
