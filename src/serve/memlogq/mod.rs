@@ -63,6 +63,7 @@
 //!   `ringtail read`, `ringtail export` and the tests.
 
 pub mod client;
+mod conn;
 pub mod protocol;
 pub mod server;
 

@@ -6,16 +6,16 @@
 //! reports of what went wrong with clients.
 
 use std::io::{self, Write as _};
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{ReadHalf, WriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::conn::Conn;
 use super::protocol::{parse_request, ring_id_text, Mode, Request, RequestError, MAX_REQUEST_LEN};
 use crate::format::{self, Format};
 use crate::ring::{Cursor, Read, ReadBatch, ReadStatus, Ring, Select};
@@ -247,7 +247,10 @@ pub async fn serve(
 }
 
 /// One client, from its first byte to its close.
-async fn connection(mut stream: UnixStream, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+async fn connection(stream: UnixStream, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+    let Ok(stream) = Conn::new(stream) else {
+        return;
+    };
     let deadline = tokio::time::Instant::now() + shared.config.idle_timeout;
     let mut head = [0u8; 512];
     let n = tokio::select! {
@@ -260,13 +263,13 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>, _permit: OwnedS
     };
     let request = match head[0] {
         b'{' => {
-            let line = match read_line(&mut stream, &head[..n], deadline, &shared.shutdown).await {
+            let line = match read_line(&stream, &head[..n], deadline, &shared.shutdown).await {
                 Some(line) => line,
                 None => return,
             };
             match line.and_then(|l| parse_request(&l)) {
                 Ok(r) => r,
-                Err(e) => return refuse(stream, &e).await,
+                Err(e) => return refuse(&stream, &e).await,
             }
         }
         b => match Mode::from_byte(b) {
@@ -282,15 +285,14 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>, _permit: OwnedS
             }
         },
     };
-    let (mut rd, mut wr) = stream.split();
     let mut tally = GapTally::default();
-    let result = answer(&shared, &request, &mut rd, &mut wr, &mut tally).await;
+    let result = answer(&shared, &request, &stream, &mut tally).await;
     shared.report_gaps(&mut tally);
     match result {
-        Ok(()) => linger(&mut rd, &mut wr).await,
+        Ok(()) => linger(&stream).await,
         Err(AnswerError::Request(e)) => {
-            let _ = wr.write_all(&e.line()).await;
-            linger(&mut rd, &mut wr).await;
+            let _ = stream.write_all(&e.line()).await;
+            linger(&stream).await;
         }
         // The client went away, or shutdown: nothing more to say.
         Err(AnswerError::Gone) => {}
@@ -300,7 +302,7 @@ async fn connection(mut stream: UnixStream, shared: Arc<Shared>, _permit: OwnedS
 /// Reads the rest of a JSON request line: `Some(Ok(line))`, `Some(Err)`
 /// for a line too long, `None` when the client went away or timed out.
 async fn read_line(
-    stream: &mut UnixStream,
+    stream: &Conn,
     first: &[u8],
     deadline: tokio::time::Instant,
     shutdown: &CancellationToken,
@@ -336,21 +338,20 @@ async fn read_line(
     }
 }
 
-async fn refuse(mut stream: UnixStream, e: &RequestError) {
-    let (mut rd, mut wr) = stream.split();
-    let _ = wr.write_all(&e.line()).await;
-    linger(&mut rd, &mut wr).await;
+async fn refuse(stream: &Conn, e: &RequestError) {
+    let _ = stream.write_all(&e.line()).await;
+    linger(stream).await;
 }
 
 /// Ends our side and waits (briefly) for the client to end its side,
 /// throwing away what it still sends. Closing with unread bytes in the
 /// socket would reset the connection, and the client could lose the end
 /// of the answer.
-async fn linger(rd: &mut ReadHalf<'_>, wr: &mut WriteHalf<'_>) {
-    let _ = wr.shutdown().await;
+async fn linger(stream: &Conn) {
+    stream.shutdown_write();
     let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = rd.read(&mut buf).await {
+        while let Ok(n) = stream.read(&mut buf).await {
             if n == 0 {
                 break;
             }
@@ -368,7 +369,7 @@ enum AnswerError {
 
 /// Writes `out` to the client unless shutdown comes first.
 async fn send(
-    wr: &mut WriteHalf<'_>,
+    wr: &Conn,
     out: &mut Vec<u8>,
     shutdown: &CancellationToken,
 ) -> Result<(), AnswerError> {
@@ -393,11 +394,10 @@ fn batch_size(ring: &Ring) -> usize {
 }
 
 /// Streams the answer to `request`.
-async fn answer<'c>(
+async fn answer(
     shared: &Shared,
     request: &Request,
-    rd: &mut ReadHalf<'c>,
-    wr: &mut WriteHalf<'c>,
+    wr: &Conn,
     tally: &mut GapTally,
 ) -> Result<(), AnswerError> {
     let ring: &Ring = &shared.ring;
@@ -435,7 +435,7 @@ async fn answer<'c>(
     }
     // Held to the end of a dump; a dump+follow gives it back once caught up.
     let boost = if request.mode.dumps() {
-        SendBufferBoost::new(wr.as_ref(), &shared.dump_boosts)
+        SendBufferBoost::new(wr.as_fd(), &shared.dump_boosts)
     } else {
         None
     };
@@ -492,8 +492,7 @@ async fn answer<'c>(
         max,
         pace: shared.pacer.follower(start),
         boost,
-        rd,
-        wr,
+        conn: wr,
     };
     follow::run(&mut reader, &mut cursor)
         .await
@@ -501,7 +500,7 @@ async fn answer<'c>(
 }
 
 /// A query socket follower, for the shared follow loop ([`follow::run`]).
-struct Follower<'a, 'c> {
+struct Follower<'a> {
     shared: &'a Shared,
     format: Format,
     /// Rendered, not yet sent.
@@ -514,11 +513,10 @@ struct Follower<'a, 'c> {
     pace: crate::sources::pace::Follower,
     /// The dump's larger send buffer, given back once caught up.
     boost: Option<SendBufferBoost>,
-    rd: &'a mut ReadHalf<'c>,
-    wr: &'a mut WriteHalf<'c>,
+    conn: &'a Conn,
 }
 
-impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_, '_> {
+impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_> {
     fn render(&mut self, batch: &ReadBatch) -> Flow {
         if render(batch, self.format, &mut self.out, &mut self.left, self.tally) {
             Flow::Done
@@ -543,7 +541,7 @@ impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_, '_> {
         if self.out.is_empty() {
             return Ok(());
         }
-        send(self.wr, &mut self.out, &self.shared.shutdown)
+        send(self.conn, &mut self.out, &self.shared.shutdown)
             .await
             .map_err(|_| Gone)?;
         // The client has taken everything read so far.
@@ -554,7 +552,7 @@ impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_, '_> {
     fn caught_up(&mut self, _position: u64) {
         // The backlog is out: a follower keeps the default buffer.
         if let Some(boost) = self.boost.take() {
-            boost.end(self.wr.as_ref());
+            boost.end(self.conn.as_fd());
         }
         self.shared.report_gaps(self.tally);
     }
@@ -567,7 +565,7 @@ impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_, '_> {
                 _ = cursor.wait() => return Ok(Wake::All),
                 // Followers only read; whatever they send is thrown away,
                 // and end of file means they went away.
-                r = self.rd.read(&mut scratch) => match r {
+                r = self.conn.read(&mut scratch) => match r {
                     Ok(0) | Err(_) => return Err(Gone),
                     Ok(_) => {}
                 },
@@ -588,7 +586,7 @@ struct SendBufferBoost {
 impl SendBufferBoost {
     /// `None` when all permits are taken or the socket refuses (the dump
     /// then streams with the default buffer, only slower).
-    fn new(stream: &UnixStream, permits: &Arc<Semaphore>) -> Option<SendBufferBoost> {
+    fn new(stream: BorrowedFd<'_>, permits: &Arc<Semaphore>) -> Option<SendBufferBoost> {
         use rustix::net::sockopt;
         let permit = permits.clone().try_acquire_owned().ok()?;
         // The kernel reports twice the size it was given (it counts its
@@ -610,7 +608,7 @@ impl SendBufferBoost {
 
     /// Puts the old size back. Bytes already queued stay queued; new
     /// writes wait until the queue is below the old size again.
-    fn end(self, stream: &UnixStream) {
+    fn end(self, stream: BorrowedFd<'_>) {
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(stream, self.old);
     }
 }
