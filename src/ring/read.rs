@@ -704,6 +704,12 @@ impl<'r, S: Select> Cursor<'r, S> {
                 return;
             }
             listener.await;
+            if self.has_new() {
+                // Woken by a publication: wake the next follower (see
+                // `Notifier`).
+                self.ring.notifier.pass_on();
+                return;
+            }
         }
     }
 
@@ -731,6 +737,10 @@ impl<'r, S: Select> Cursor<'r, S> {
             }
             if event_listener::Listener::wait_deadline(listener, deadline).is_none() {
                 return self.has_new();
+            }
+            if self.has_new() {
+                self.ring.notifier.pass_on();
+                return true;
             }
         }
     }

@@ -4,4 +4,5 @@
 pub mod dashboard;
 pub mod http;
 pub mod loki;
+pub mod follow;
 pub mod memlogq;

@@ -310,7 +310,7 @@ impl Exporter {
             stop.watch(&conn);
             let ended = self.read_connection(conn, stop)?;
             if let ConnEnd::Refused(reason) = &ended {
-                if self.state.next_seq > 0 && reason.contains("since_seq") {
+                if self.state.next_seq > 0 && reason.ring_replaced() {
                     // The daemon's ring is not the one the state refers to
                     // (it restarted without --ring-file): start again from
                     // its oldest entry, and say so.
@@ -626,8 +626,8 @@ enum ConnEnd {
     Closed,
     /// Reading failed.
     Failed(io::Error),
-    /// The daemon refused the request, with this reason.
-    Refused(String),
+    /// The daemon refused the request, with this reason and code.
+    Refused(memlogq::Refusal),
 }
 
 /// One line of a log file: `<RFC 3339 time> <source> <msg>\n`. Newlines and

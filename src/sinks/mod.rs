@@ -180,9 +180,10 @@ struct WireGap {
 /// Why a line is not a record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    /// The daemon refused the request (`{"error":"..."}`), with its reason.
+    /// The daemon refused the request (`{"error":"...","code":"..."}`):
+    /// its reason, and the code to match.
     #[error("the daemon refused the request: {0}")]
-    Refused(String),
+    Refused(crate::serve::memlogq::Refusal),
     /// Not a line of the NDJSON answer.
     #[error("{0}")]
     Malformed(String),
@@ -191,6 +192,7 @@ pub enum RecordError {
 #[derive(Deserialize)]
 struct Wire {
     error: Option<String>,
+    code: Option<crate::serve::memlogq::ErrorCode>,
     gap: Option<WireGap>,
     ring: Option<WireRing>,
     seq: Option<u64>,
@@ -222,8 +224,11 @@ pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
             String::from_utf8_lossy(&line[..line.len().min(200)])
         ))
     })?;
-    if let Some(reason) = wire.error {
-        return Err(RecordError::Refused(reason));
+    if let Some(message) = wire.error {
+        return Err(RecordError::Refused(crate::serve::memlogq::Refusal {
+            code: wire.code,
+            message,
+        }));
     }
     if let Some(r) = wire.ring {
         let id = crate::serve::memlogq::parse_ring_id(&r.id)
@@ -322,9 +327,20 @@ mod tests {
             parse_record(b"not json"),
             Err(RecordError::Malformed(_))
         ));
+        use crate::serve::memlogq::{ErrorCode, Refusal};
         assert_eq!(
             parse_record(br#"{"error":"no"}"#),
-            Err(RecordError::Refused("no".into()))
+            Err(RecordError::Refused(Refusal {
+                code: None,
+                message: "no".into()
+            }))
+        );
+        assert_eq!(
+            parse_record(br#"{"error":"gone","code":"other_ring"}"#),
+            Err(RecordError::Refused(Refusal {
+                code: Some(ErrorCode::OtherRing),
+                message: "gone".into()
+            }))
         );
     }
 }

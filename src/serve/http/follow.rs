@@ -45,20 +45,23 @@
 //! the exact count. Memory per stream is bounded, and nobody else waits.
 //! At most `--http-max-followers` streams run at once; past that, 503.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::entries::{accepts, entry_object, future_seq, lines_content_type, take_chunk, Gone};
+use super::entries::{accepts, entry_object, future_seq, lines_content_type, take_chunk};
 use super::hub::Registration;
 use super::params::{self, FollowOutput};
 use super::{batch_size, ApiError, HttpState, Live, Yielder, CHUNK};
 use crate::filter::Filter;
 use crate::format::{self, Format};
-use crate::ring::{Read, ReadBatch, ReadStatus, Snapshot};
+use crate::ring::{Cursor, Read, ReadBatch, Select, Snapshot};
+use crate::serve::follow::{self, Flow, Gone, Wake};
 use crate::timefmt;
 
 pub(super) async fn get(
@@ -143,7 +146,7 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             };
             seq = seq.max(since_start(&snap, &q.filter, seq));
             if let Some(n) = q.tail {
-                seq = seq.max(crate::serve::memlogq::tail_start(&snap, &q.filter, n, seq));
+                seq = seq.max(crate::serve::follow::tail_start(&snap, &q.filter, n, seq));
             }
             Start { seq, reset: None }
         }
@@ -171,8 +174,17 @@ fn start(state: Arc<HttpState>, headers: &HeaderMap, query: &str) -> Result<Resp
             last_id: at.seq.saturating_sub(1),
             gaps: (0, 0),
             left: limit.unwrap_or(u64::MAX),
+            max: batch_size(&state.ring),
+            reg: &registration,
+            tx: &tx,
+            examined: 0,
+            mark: 0,
+            last_sent: tokio::time::Instant::now(),
+            keep_alive: Box::pin(tokio::time::sleep(state.config.keep_alive)),
+            keep_alive_due: false,
+            shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         };
-        let _ = f.run(&filter, at, &registration, &tx).await;
+        let _ = f.run(&filter, at).await;
         super::stats::report_gaps(&state, f.gaps.0, f.gaps.1);
     });
 
@@ -208,10 +220,6 @@ fn since_start(snap: &Snapshot<'_>, filter: &Filter, seq: u64) -> u64 {
     filter.since_ns().map_or(seq, |since| snap.seek_time(since))
 }
 
-/// A gap this short between the position and the next range is read
-/// through rather than skipped with a new cursor.
-const READ_THROUGH: u64 = 64;
-
 /// One follow stream's state.
 struct Follower<'s> {
     state: &'s HttpState,
@@ -231,125 +239,49 @@ struct Follower<'s> {
     gaps: (u64, u64),
     /// Entries still to send before the stream ends.
     left: u64,
+    /// Entries per ring read.
+    max: usize,
+    /// Where the hub says this stream's entries are (see hub.rs).
+    reg: &'s Registration,
+    tx: &'s Yielder,
+    /// Every seq below this was read, or holds nothing for this stream.
+    examined: u64,
+    /// How far the hub had looked at the last wake-up.
+    mark: u64,
+    last_sent: tokio::time::Instant,
+    /// One timer for the stream's life, moved only when it fires: a timer
+    /// set anew after every delivery cost more than the delivery.
+    keep_alive: Pin<Box<tokio::time::Sleep>>,
+    keep_alive_due: bool,
+    /// Registered once, not at every wake-up: the shutdown token is shared
+    /// by every stream, and re-registering with it each time was a lock
+    /// taken twice per delivery. (A client that goes away needs no branch:
+    /// the connection drops the body, and this with it.)
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Follower<'_> {
-    async fn run(
-        &mut self,
-        filter: &Arc<Filter>,
-        at: Start,
-        reg: &Registration,
-        tx: &Yielder,
-    ) -> Result<(), Gone> {
-        let state = self.state;
-        let ring = &*state.ring;
+    /// The stream: its opening, its backlog (read in order up to the end
+    /// of the ring: the hub may have looked at these entries before it
+    /// knew this stream), then live entries where the hub points, through
+    /// the shared follow loop.
+    async fn run(&mut self, filter: &Arc<Filter>, at: Start) -> Result<(), Gone> {
         if self.output == FollowOutput::Sse {
             // Something at once, so that the client sees the stream open.
             self.out.extend_from_slice(b": ringtail follow\n\n");
             if let Some((id, newest)) = at.reset {
                 self.sse_reset(id, newest, at.seq);
             }
-            self.flush(tx).await?;
+            self.send().await?;
         }
-        let max = batch_size(ring);
-        let mut batch = ReadBatch::new();
-        // The backlog, and whatever was appended meanwhile: read in order
-        // up to the end of the ring (the hub may have looked at these
-        // entries before it knew this stream).
-        let mut cursor = ring.cursor(at.seq, &**filter);
-        loop {
-            let status = cursor.read(&mut batch, max);
-            self.render(&batch);
-            let done = self.left == 0;
-            if status == ReadStatus::CaughtUp || self.out.len() >= CHUNK || done {
-                // The live loop below watches for shutdown; a long backlog
-                // checks at each (large) chunk.
-                if state.shutdown.is_cancelled() {
-                    return abort(tx).await;
-                }
-                self.flush(tx).await?;
-            }
-            if done {
-                return Ok(());
-            }
-            if status == ReadStatus::CaughtUp {
-                break;
-            }
-            tokio::task::consume_budget().await;
-        }
-        // Live: read only the ranges the hub points to (see hub.rs).
-        let sse = self.output == FollowOutput::Sse;
-        let mut ranges = Vec::new();
-        // Every seq below this was read, or holds nothing for this stream.
-        let mut examined = cursor.position();
-        let mut last_sent = tokio::time::Instant::now();
-        // One timer for the stream's life, moved only when it fires: a
-        // timer set anew after every delivery cost more than the delivery.
-        let mut keep_alive = std::pin::pin!(tokio::time::sleep_until(
-            last_sent + state.config.keep_alive
-        ));
-        // Registered once, not at every wake-up: the shutdown token is
-        // shared by every stream, and re-registering with it each time
-        // was a lock taken twice per delivery. (A client that goes away
-        // needs no branch: the connection drops the body, and this with it.)
-        let mut shutdown = std::pin::pin!(state.shutdown.cancelled());
-        loop {
-            // Caught up: a good moment for the self log (see report_gaps).
-            super::stats::report_gaps(state, self.gaps.0, self.gaps.1);
-            self.gaps = (0, 0);
-            let mut keep_alive_due = false;
-            tokio::select! {
-                _ = reg.waiter.notify.notified() => {}
-                _ = keep_alive.as_mut() => {
-                    let due = last_sent + state.config.keep_alive;
-                    if tokio::time::Instant::now() >= due {
-                        keep_alive_due = true;
-                        keep_alive.as_mut().reset(tokio::time::Instant::now() + state.config.keep_alive);
-                    } else {
-                        keep_alive.as_mut().reset(due);
-                        continue;
-                    }
-                }
-                _ = shutdown.as_mut() => return abort(tx).await,
-            }
-            let mark = reg.take(&mut ranges);
-            for (first, last) in ranges.drain(..) {
-                if last < cursor.position() {
-                    continue;
-                }
-                // A short stretch of other sources is cheaper to read
-                // through than a seek.
-                if first > cursor.position().saturating_add(READ_THROUGH) {
-                    cursor.seek(first);
-                }
-                while cursor.position() <= last {
-                    let room = (last + 1 - cursor.position()).min(max as u64) as usize;
-                    let status = cursor.read(&mut batch, room);
-                    self.render(&batch);
-                    if self.left == 0 {
-                        self.flush(tx).await?;
-                        return Ok(());
-                    }
-                    if self.out.len() >= CHUNK {
-                        self.flush(tx).await?;
-                    }
-                    if status == ReadStatus::CaughtUp {
-                        break;
-                    }
-                }
-            }
-            examined = examined.max(cursor.position()).max(mark);
-            if keep_alive_due && sse {
-                self.sse_keep_alive(examined.saturating_sub(1));
-            }
-            if !self.out.is_empty() || keep_alive_due {
-                last_sent = tokio::time::Instant::now();
-            }
-            self.flush(tx).await?;
-        }
+        self.keep_alive
+            .as_mut()
+            .reset(self.last_sent + self.state.config.keep_alive);
+        let mut cursor = self.state.ring.cursor(at.seq, &**filter);
+        follow::run(self, &mut cursor).await
     }
 
-    fn render(&mut self, batch: &ReadBatch) {
+    fn render_batch(&mut self, batch: &ReadBatch) {
         for item in batch.iter() {
             if self.left == 0 {
                 return;
@@ -426,11 +358,11 @@ impl Follower<'_> {
 
     /// Sends what is rendered and records the delivery latency of its
     /// entries.
-    async fn flush(&mut self, tx: &Yielder) -> Result<(), Gone> {
+    async fn send(&mut self) -> Result<(), Gone> {
         if self.out.is_empty() {
             return Ok(());
         }
-        tx.send(Ok(take_chunk(&mut self.out))).await;
+        self.tx.send(Ok(take_chunk(&mut self.out))).await;
         if !self.times.is_empty() {
             let now = timefmt::now_ns();
             self.state.metrics.delivery.record(
@@ -439,6 +371,76 @@ impl Follower<'_> {
             );
         }
         Ok(())
+    }
+}
+
+impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_> {
+    fn render(&mut self, batch: &ReadBatch) -> Flow {
+        self.render_batch(batch);
+        if self.left == 0 {
+            Flow::Done
+        } else {
+            Flow::More
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    fn flush_at(&self) -> usize {
+        CHUNK
+    }
+
+    fn room(&self) -> usize {
+        self.max
+    }
+
+    async fn flush(&mut self, _position: u64) -> Result<(), Gone> {
+        // Waiting streams watch for shutdown; one with a long backlog
+        // checks at each (large) chunk.
+        if self.state.shutdown.is_cancelled() {
+            return abort(self.tx).await;
+        }
+        self.send().await
+    }
+
+    fn caught_up(&mut self, position: u64) {
+        self.examined = self.examined.max(position).max(self.mark);
+        if self.keep_alive_due && self.output == FollowOutput::Sse {
+            self.sse_keep_alive(self.examined.saturating_sub(1));
+        }
+        if !self.out.is_empty() || self.keep_alive_due {
+            self.last_sent = tokio::time::Instant::now();
+        }
+        self.keep_alive_due = false;
+        // Caught up: a good moment for the self log (see report_gaps).
+        super::stats::report_gaps(self.state, self.gaps.0, self.gaps.1);
+        self.gaps = (0, 0);
+    }
+
+    async fn wait(&mut self, _cursor: &Cursor<'_, S>) -> Result<Wake, Gone> {
+        // Live: read only the ranges the hub points to (see hub.rs).
+        let keep_alive = self.state.config.keep_alive;
+        loop {
+            tokio::select! {
+                _ = self.reg.waiter.notify.notified() => break,
+                _ = self.keep_alive.as_mut() => {
+                    let due = self.last_sent + keep_alive;
+                    let now = tokio::time::Instant::now();
+                    if now >= due {
+                        self.keep_alive_due = true;
+                        self.keep_alive.as_mut().reset(now + keep_alive);
+                        break;
+                    }
+                    self.keep_alive.as_mut().reset(due);
+                }
+                _ = self.shutdown.as_mut() => return abort(self.tx).await.map(|()| Wake::All),
+            }
+        }
+        let mut ranges = Vec::new();
+        self.mark = self.reg.take(&mut ranges);
+        Ok(Wake::Ranges(ranges))
     }
 }
 

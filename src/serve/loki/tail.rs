@@ -30,7 +30,8 @@ use rustc_hash::FxHashMap;
 
 use crate::entry::EntryRef;
 use crate::format::{gap_message, json_str};
-use crate::ring::{Read, ReadBatch, ReadStatus, Ring};
+use crate::ring::{Cursor, Read, ReadBatch, ReadStatus, Ring, Select};
+use crate::serve::follow::{self, Flow, Gone, Wake};
 use crate::selflog::SelfLog;
 use crate::timefmt::now_ns;
 
@@ -116,6 +117,8 @@ struct Reader {
     /// Dropped entries beyond `MAX_DROPPED_KEPT`, reported as a count.
     dropped_uncounted: u64,
     dropped_total: u64,
+    /// To the connection's writer.
+    tx: mpsc::Sender<String>,
 }
 
 impl Reader {
@@ -171,7 +174,7 @@ impl Reader {
     /// Renders a message with the pending entries and up to
     /// `MAX_DROPPED_PER_MESSAGE` dropped records; `None` when there is
     /// nothing to say.
-    fn render(&mut self) -> Option<(String, Vec<Pending>, usize)> {
+    fn message(&mut self) -> Option<(String, Vec<Pending>, usize)> {
         if self.dropped_uncounted > 0 {
             let n = std::mem::take(&mut self.dropped_uncounted);
             self.pending.push(Pending {
@@ -207,6 +210,7 @@ async fn read_loop(ring: Arc<Ring>, selflog: SelfLog, plan: TailPlan, tx: mpsc::
         dropped: VecDeque::new(),
         dropped_uncounted: 0,
         dropped_total: 0,
+        tx,
     };
     let filter = Arc::new(filter);
     let mut batch = ReadBatch::new();
@@ -237,59 +241,78 @@ async fn read_loop(ring: Arc<Ring>, selflog: SelfLog, plan: TailPlan, tx: mpsc::
         }
     }
     let mut cursor = ring.cursor(snap.end(), filter);
-    loop {
-        let status = cursor.read(
-            &mut batch,
-            MAX_PER_MESSAGE - r.pending.len().min(MAX_PER_MESSAGE - 1),
-        );
-        for item in batch.iter() {
-            match item {
-                Read::Entry(e) => r.take(&e),
-                Read::Gap { first_seq, missed } => r.gap(first_seq, missed),
-            }
-        }
-        // Reading can go on for as long as writers keep appending: let the
-        // runtime's other tasks run in between.
-        tokio::task::consume_budget().await;
-        let caught_up = status == ReadStatus::CaughtUp;
-        if r.pending.len() >= MAX_PER_MESSAGE || (caught_up && !r.pending.is_empty()) {
-            if let Some((text, entries, n_dropped)) = r.render() {
-                match tx.try_send(text) {
-                    Ok(()) => {
-                        r.dropped.drain(..n_dropped);
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => r.drop_pending(entries),
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
-            }
-        }
-        if !caught_up {
-            continue;
-        }
-        if r.dropped.is_empty() {
-            tokio::select! {
-                _ = cursor.wait() => {}
-                _ = tx.closed() => break,
-            }
-        } else {
-            // Report drops as soon as the client makes room.
-            tokio::select! {
-                _ = cursor.wait() => {}
-                permit = tx.reserve() => {
-                    let Ok(permit) = permit else { break };
-                    if let Some((text, _, n_dropped)) = r.render() {
-                        permit.send(text);
-                        r.dropped.drain(..n_dropped);
-                    }
-                }
-            }
-        }
-    }
+    // Ends when the writer is gone (the client left).
+    let _ = follow::run(&mut r, &mut cursor).await;
     if r.dropped_total > 0 {
         selflog.warn(format!(
             "a Loki tail client read too slowly: {} entries were reported to it as dropped",
             r.dropped_total
         ));
+    }
+}
+
+impl<S: Select + Send + Sync> follow::Reader<S> for Reader {
+    fn render(&mut self, batch: &ReadBatch) -> Flow {
+        for item in batch.iter() {
+            match item {
+                Read::Entry(e) => self.take(&e),
+                Read::Gap { first_seq, missed } => self.gap(first_seq, missed),
+            }
+        }
+        Flow::More
+    }
+
+    fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn flush_at(&self) -> usize {
+        MAX_PER_MESSAGE
+    }
+
+    fn room(&self) -> usize {
+        MAX_PER_MESSAGE - self.pending.len().min(MAX_PER_MESSAGE - 1)
+    }
+
+    /// Queues a message for the writer; when the queue is full the client
+    /// is too slow, and the entries become dropped-entry records.
+    async fn flush(&mut self, _position: u64) -> Result<(), Gone> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Some((text, entries, n_dropped)) = self.message() {
+            match self.tx.try_send(text) {
+                Ok(()) => {
+                    self.dropped.drain(..n_dropped);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => self.drop_pending(entries),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&mut self, cursor: &Cursor<'_, S>) -> Result<Wake, Gone> {
+        if self.dropped.is_empty() {
+            tokio::select! {
+                _ = cursor.wait() => {}
+                _ = self.tx.closed() => return Err(Gone),
+            }
+        } else {
+            // Report drops as soon as the client makes room.
+            let tx = self.tx.clone();
+            tokio::select! {
+                _ = cursor.wait() => {}
+                permit = tx.reserve() => {
+                    let Ok(permit) = permit else { return Err(Gone) };
+                    if let Some((text, _, n_dropped)) = self.message() {
+                        permit.send(text);
+                        self.dropped.drain(..n_dropped);
+                    }
+                }
+            }
+        }
+        Ok(Wake::All)
     }
 }
 
