@@ -201,4 +201,5 @@ macro_rules! sources {
 
 sources! {
     fdpass,
+    docker,
 }
