@@ -60,6 +60,7 @@ pub const LISTENER: &str = "docker-plugin";
 /// The flags of the Docker logging driver.
 #[derive(clap::Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Docker logging driver")]
+#[group(id = "DockerArgs")]
 pub struct Args {
     /// Serve Docker's logging-plugin API on this unix socket (default
     /// /run/docker/plugins/ringtail.sock): `docker run --log-driver
