@@ -314,7 +314,7 @@ fn docker_logs_reads_the_ring() {
         "docker logs --tail 100 -f printed its lines in {:?} (including the docker CLI's start)",
         t.elapsed()
     ));
-    s.run(&["exec", &live, "touch", "/tmp/go"]);
+    s.run(&["exec", &live, "sh", "-c", "echo > /tmp/go"]);
     let status = child.wait().unwrap();
     assert!(status.success());
     assert_eq!(
