@@ -41,6 +41,11 @@ pub struct ReadArgs {
     #[arg(long = "source", value_name = "NAME|GLOB")]
     pub sources: Vec<String>,
 
+    /// Only entries whose origin has this label (repeatable; all must
+    /// match): `--label container_name=web` reads one Docker container.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
     /// Only entries from this time on: RFC 3339, Unix seconds, or an age
     /// such as 10m, 2h, 1d.
     #[arg(long, value_name = "TIME")]
@@ -86,12 +91,23 @@ impl ReadArgs {
             mode,
             tail: self.lines,
             sources: self.sources.clone(),
+            labels: self.labels.iter().cloned().collect(),
             since: self.since.clone().map(TimeValue::Text),
             contains: self.contains.clone(),
             regex: self.regex.clone(),
             format: Some(Format::Ndjson),
             ..JsonRequest::default()
         }
+    }
+}
+
+/// `KEY=VALUE` of `--label`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if crate::filter::valid_label_key(k) => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "{text:?}: give KEY=VALUE, KEY of letters, digits, `_`, `-` and `.`"
+        )),
     }
 }
 

@@ -203,4 +203,5 @@ sources! {
     fdpass,
     syslog,
     kmsg,
+    docker,
 }

@@ -43,9 +43,14 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The `ringtail` binary of this build.
+/// The `ringtail` binary of this build, or `$RINGTAIL_BIN` when set (a
+/// target directory shared by several checkouts holds one `ringtail` at a
+/// time: copy yours aside and point this at it).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringtail")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("RINGTAIL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringtail").to_string())
+    })
 }
 
 /// Every entry a ring holds now.

@@ -204,6 +204,21 @@ impl FrameDecoder {
         self.carry.is_empty() && self.skip_left == 0
     }
 
+    /// Bytes still to come before the stream is between frames again: 0
+    /// between frames, else the rest of the prefix or of the frame (being
+    /// decoded or skipped).
+    pub fn bytes_to_boundary(&self) -> usize {
+        if self.skip_left > 0 {
+            self.skip_left as usize
+        } else if self.carry.is_empty() {
+            0
+        } else if let Some(prefix) = self.carry.first_chunk::<LEN_PREFIX>() {
+            (LEN_PREFIX + u32::from_be_bytes(*prefix) as usize).saturating_sub(self.carry.len())
+        } else {
+            LEN_PREFIX - self.carry.len()
+        }
+    }
+
     /// Decodes what `chunk` completes, calling `on` for each event in
     /// stream order; keeps an unfinished frame for the next call.
     pub fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Decoded<'_>)) {

@@ -16,11 +16,20 @@
 //! - [`tag`]: the `tag` log-opt's template subset;
 //! - [`state`]: the restart state file (the FIFOs to re-attach to);
 //! - [`http`]: the API's calls and answers, with the side effects behind
-//!   the [`http::LogDriver`] trait the daemon implements.
+//!   the [`http::LogDriver`] trait;
+//! - [`fifo`]: one container's FIFO read into the ring;
+//! - [`logs`]: `docker logs` answered from the ring;
+//! - [`plugin`]: the source itself (`--docker-plugin`), which serves the
+//!   API and implements [`http::LogDriver`] with the pieces above.
 
+pub mod fifo;
 pub mod frame;
 pub mod http;
 pub mod info;
+pub mod logs;
 pub mod partial;
+pub mod plugin;
 pub mod state;
 pub mod tag;
+
+pub use plugin::Args;

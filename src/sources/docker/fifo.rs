@@ -1,0 +1,274 @@
+//! Reading one container's FIFO into the ring.
+//!
+//! A [`FifoReader`] owns what one FIFO needs: the frame decoder
+//! ([`super::frame`]), the partial joiner ([`super::partial`]), a batch and
+//! the container's origin. [`FifoReader::run`] reads the FIFO as readiness
+//! comes and promises:
+//!
+//! - **A container never waits on ringtail.** Every read that returns
+//!   bytes is decoded and stored at once, with no pacing and no lock on
+//!   the way: the ring evicts its oldest entries rather than make a writer
+//!   wait, and readers that lagged are told by a gap. One read buffer of
+//!   [`READ_LEN`] bytes per FIFO; a FIFO that never stops writing yields to
+//!   the others after [`READS_PER_TURN`] full reads.
+//! - **Frames are decoded, not guessed**: each entry keeps the container's
+//!   `time_nano` as its source time ([`SourceTime::Kept`]); oversized and
+//!   garbage frames are skipped in sync, counted, and reported through the
+//!   pipeline's throttled notices; a frame cut short at the end is
+//!   reported, never parsed.
+//! - **StopLogging loses nothing**: when told to stop ([`End::Stopped`]) it
+//!   reads until the FIFO would block, stores what that completed, ends
+//!   the lines still open and only then returns, so the caller answers
+//!   dockerd (which closes its end after the answer) with every line
+//!   stored.
+//! - **A restart resumes at a frame boundary**: at shutdown it reads on
+//!   until it is between frames (waiting at most [`BOUNDARY_WAIT`] for the
+//!   rest of a frame), so the next ringtail that re-attaches to the FIFO
+//!   starts at a length prefix. What it has not read stays in the pipe,
+//!   where dockerd (which holds the FIFO open read-write) keeps it.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::unix::pipe;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{Decoded, FrameDecoder, FrameStats};
+use super::partial::{JoinStats, PartialJoiner};
+use crate::entry::{Level, SourceTime};
+use crate::ring::OriginHandle;
+use crate::sources::pipeline::{Batch, Limiter, Pipeline};
+
+/// Bytes read at once from a FIFO (the size of the pipe's default buffer).
+pub const READ_LEN: usize = 64 * 1024;
+
+/// Full reads in a row before a reader lets the others have a turn.
+pub const READS_PER_TURN: usize = 16;
+
+/// How long a reader stopping for shutdown waits for the rest of a frame
+/// it has begun, so that the next ringtail starts between frames.
+pub const BOUNDARY_WAIT: Duration = Duration::from_secs(1);
+
+/// Why reading a FIFO ended.
+#[derive(Debug)]
+pub enum End {
+    /// StopLogging: drained to `EAGAIN`.
+    Stopped,
+    /// ringtail is shutting down; the FIFO stays dockerd's and is recorded
+    /// in the state file for the next start.
+    Shutdown,
+    /// dockerd closed its end (it stopped, or restarted).
+    Eof,
+    Failed(io::Error),
+}
+
+/// What one FIFO delivered, for the summary at its end.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FifoStats {
+    pub frames: FrameStats,
+    pub joins: JoinStats,
+    pub bytes: u64,
+}
+
+/// One FIFO's reading state (see the module docs).
+pub struct FifoReader {
+    file: PathBuf,
+    pipeline: Pipeline,
+    origin: OriginHandle,
+    decoder: FrameDecoder,
+    joiner: PartialJoiner,
+    batch: Batch,
+    limiter: Option<Limiter>,
+    bytes: u64,
+}
+
+impl FifoReader {
+    /// A reader storing as `origin`, skipping frames over `max_frame_len`.
+    pub fn new(
+        file: PathBuf,
+        pipeline: &Pipeline,
+        origin: OriginHandle,
+        max_frame_len: usize,
+    ) -> FifoReader {
+        let limit = pipeline.line_limit();
+        FifoReader {
+            file,
+            origin,
+            decoder: FrameDecoder::new(max_frame_len),
+            joiner: PartialJoiner::new(limit.max_line_len, limit.long_lines),
+            batch: pipeline.batch(),
+            limiter: pipeline.config().rate_limit.map(Limiter::new),
+            bytes: 0,
+            pipeline: pipeline.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> FifoStats {
+        FifoStats {
+            frames: *self.decoder.stats(),
+            joins: *self.joiner.stats(),
+            bytes: self.bytes,
+        }
+    }
+
+    /// Decodes `chunk` and stores the lines it completes.
+    pub fn take(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        let FifoReader {
+            file,
+            pipeline,
+            decoder,
+            joiner,
+            batch,
+            ..
+        } = self;
+        let cap = decoder.max_frame_len();
+        decoder.feed(chunk, |ev| match ev {
+            Decoded::Entry(e) => joiner.push(e, |p| {
+                let t = u64::try_from(p.time_nano)
+                    .ok()
+                    .filter(|&t| t > 0)
+                    .map_or(SourceTime::None, SourceTime::Kept);
+                batch.push(p.msg, p.flags, t);
+            }),
+            Decoded::Oversized { len } => pipeline.notice(Level::Warning, || {
+                format!(
+                    "docker plugin: skipped a {len}-byte frame on {} (over the cap of {} \
+                     bytes, --docker-max-frame); the frames after it are read normally",
+                    file.display(),
+                    cap
+                )
+            }),
+            Decoded::Garbage { len, error } => pipeline.notice(Level::Warning, || {
+                format!(
+                    "docker plugin: skipped a {len}-byte frame on {} that is not a Docker \
+                     LogEntry ({error})",
+                    file.display()
+                )
+            }),
+        });
+        self.store();
+    }
+
+    fn store(&mut self) {
+        if !self.batch.is_empty() {
+            self.pipeline
+                .store_batch(&self.origin, self.limiter.as_mut(), &mut self.batch);
+        }
+    }
+
+    /// The stream is over: report a frame cut short, end open lines, store.
+    pub fn finish(&mut self) {
+        if let Err(cut) = self.decoder.finish() {
+            let file = self.file.display();
+            self.pipeline
+                .notice(Level::Warning, || format!("docker plugin: {file}: {cut}"));
+        }
+        let batch = &mut self.batch;
+        self.joiner.finish(|p| {
+            let t = u64::try_from(p.time_nano)
+                .ok()
+                .filter(|&t| t > 0)
+                .map_or(SourceTime::None, SourceTime::Kept);
+            batch.push(p.msg, p.flags, t);
+        });
+        self.store();
+        if let Some(l) = self.limiter.as_mut() {
+            l.report(self.pipeline.selflog(), &self.origin.origin().source);
+        }
+    }
+
+    /// Reads `rx` until stopped, shut down, at end of file or failed; see
+    /// the module docs for what each way out promises.
+    pub async fn run(
+        &mut self,
+        rx: pipe::Receiver,
+        stop: CancellationToken,
+        shutdown: CancellationToken,
+    ) -> End {
+        let mut buf = vec![0u8; READ_LEN];
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    return match self.drain(&rx, &mut buf) {
+                        Ok(()) => End::Stopped,
+                        Err(e) => End::Failed(e),
+                    };
+                }
+                _ = shutdown.cancelled() => {
+                    return match self.to_boundary(&rx, &mut buf).await {
+                        Ok(()) => End::Shutdown,
+                        Err(e) => End::Failed(e),
+                    };
+                }
+                ready = rx.readable() => {
+                    if let Err(e) = ready {
+                        return End::Failed(e);
+                    }
+                }
+            }
+            let mut full = 0;
+            loop {
+                match rx.try_read(&mut buf) {
+                    Ok(0) => return End::Eof,
+                    Ok(n) => {
+                        self.take(&buf[..n]);
+                        if n < buf.len() {
+                            break;
+                        }
+                        full += 1;
+                        if full == READS_PER_TURN {
+                            tokio::task::yield_now().await;
+                            full = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return End::Failed(e),
+                }
+            }
+        }
+    }
+
+    /// Reads until the FIFO would block (or ends).
+    fn drain(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
+        loop {
+            match rx.try_read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.take(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads until the decoder is between frames, waiting a little for the
+    /// rest of a frame that has begun; nothing more, so what is left stays
+    /// in the pipe for the next start.
+    async fn to_boundary(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
+        let deadline = tokio::time::Instant::now() + BOUNDARY_WAIT;
+        while !self.decoder.at_frame_boundary() {
+            // Read no further than this frame's end: the next frame is
+            // left whole in the pipe.
+            let want = self.decoder.bytes_to_boundary().clamp(1, buf.len());
+            match rx.try_read(&mut buf[..want]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.take(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tokio::time::timeout_at(deadline, rx.readable())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
