@@ -101,7 +101,12 @@ fn serve_with_config(
     };
     let given =
         |id: &str| serve_matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-    let loaded = match config::load(&path, &serve_cmd, given, crate::sources::SourceArgs::TABLES) {
+    let table_kinds = [
+        crate::sources::SourceArgs::TABLES,
+        crate::sinks::forward::TABLES,
+    ]
+    .concat();
+    let loaded = match config::load(&path, &serve_cmd, given, &table_kinds) {
         Ok(l) => l,
         Err(e) => {
             print_error(e);

@@ -108,6 +108,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub echo: bool,
 
+    /// Ship entries to a central store, exactly once while the ring holds
+    /// them: loki=URL (Loki's base URL or its push URL), syslog=tcp://HOST:PORT
+    /// (also udp://, relp://), cloudwatch=REGION (log group and stream from
+    /// RINGTAIL_CLOUDWATCH_GROUP/STREAM, default `ringtail` and the source;
+    /// endpoint from AWS_ENDPOINT_URL_CLOUDWATCH_LOGS; credentials from the
+    /// AWS environment or ~/.aws/credentials). Repeatable. In the config file,
+    /// write [[forward]] tables instead (names, filters, batch caps, cursor
+    /// files; see examples/ringtail.toml). With --ring-file, each keeps its
+    /// cursor in <ring file>.forward/.
+    #[arg(long, value_name = "KIND=URL")]
+    pub forward: Vec<String>,
+
     /// Per-source rate limit LINES/INTERVAL (e.g. 1000/1s): the excess is
     /// dropped and counted in one "suppressed" entry per interval. Off by
     /// default.
@@ -359,7 +371,8 @@ impl ServeArgs {
         };
         let sources = self.sources.sources(&self.defaults(), tables)?;
         for (kind, t) in tables.iter() {
-            if !SourceArgs::TABLES.contains(&kind) {
+            if !SourceArgs::TABLES.contains(&kind) && !crate::sinks::forward::TABLES.contains(&kind)
+            {
                 if let Some(t) = t.first() {
                     return Err(t.error("no source or sink reads this kind of table"));
                 }
@@ -386,6 +399,7 @@ impl ServeArgs {
                 ..QueryConfig::default()
             },
         );
+        let sink_registry = crate::sinks::Registry::default();
         let http = match self.http {
             Some(HttpListen::Off) => None,
             listen => {
@@ -433,6 +447,7 @@ impl ServeArgs {
                             header_timeout: self.http_header_timeout,
                             idle_timeout: self.http_idle_timeout,
                         },
+                        sinks: sink_registry.clone(),
                         ..HttpConfig::default()
                     },
                 ))
@@ -453,6 +468,13 @@ impl ServeArgs {
         if self.echo {
             sinks.push(Box::new(Echo::new()));
         }
+        sinks.extend(crate::sinks::forward::forwarders(
+            &self.forward,
+            tables.get("forward"),
+            &crate::sinks::forward::ForwardContext {
+                ring_file: self.ring_file.clone(),
+            },
+        )?);
         let name = |v: Option<clap::builder::PossibleValue>| {
             v.map(|v| v.get_name().to_string()).unwrap_or_default()
         };
@@ -486,6 +508,7 @@ impl ServeArgs {
             ingest,
             sources,
             sinks,
+            sink_registry,
             query,
             http,
             bind: BindOptions {

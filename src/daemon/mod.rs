@@ -66,6 +66,9 @@ pub struct DaemonConfig {
     pub sources: Vec<Box<dyn Source>>,
     /// Every sink (`--echo`, forwarders).
     pub sinks: Vec<Box<dyn Sink>>,
+    /// Where the sinks' counters are listed for the HTTP API (the same
+    /// registry as in the HTTP configuration).
+    pub sink_registry: sinks::Registry,
     /// The memlogq query socket.
     pub query: (Listener, QueryConfig),
     /// The HTTP API; `None` is off.
@@ -242,7 +245,12 @@ async fn serve(
     let mut sinks_running = Vec::new();
     for sink in config.sinks {
         let what = format!("sink {}", sink.name());
-        let run = sinks::run(sink, pipeline.clone(), stop_sinks.clone());
+        let run = sinks::run(
+            sink,
+            pipeline.clone(),
+            stop_sinks.clone(),
+            &config.sink_registry,
+        );
         sinks_running.push(spawn_part(what, run, &ended_tx));
     }
 

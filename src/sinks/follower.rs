@@ -3,8 +3,10 @@
 //! What a sink can rely on:
 //! - **A position that survives restarts.** The follower's position is a
 //!   seq in a ring with an id ([`Position`]). It starts from the sink's
-//!   cursor file (written atomically: temp file, fsync, rename, after each
-//!   delivery), else from the sink's own state ([`Sink::resume`]), else
+//!   cursor file ([`super::cursor`]: the forwarder's name, the ring id and
+//!   the last delivered seq, written atomically with temp file, fsync,
+//!   rename after each delivery; a failed write is reported and delivery
+//!   goes on), else from the sink's own state ([`Sink::resume`]), else
 //!   from [`Start`]. A saved position of another ring (the daemon restarted
 //!   without `--ring-file`) is not trusted: the follower starts from the
 //!   ring's oldest entry and says so.
@@ -12,8 +14,8 @@
 //!   small batch waiting up to the sink's delay for more.
 //! - **Retries that never give up while the ring holds the entries.** A
 //!   delivery that fails with [`SinkError::Retry`] is retried with full
-//!   jitter backoff, 0.5 s doubling to 5 min ([`backoff`]), or after the
-//!   time the destination asked for. Each retry reads the batch from the
+//!   jitter backoff, 0.5 s doubling to 5 min ([`super::backoff`]), and at
+//!   least as long as the destination asked for (`Retry-After`). Each retry reads the batch from the
 //!   ring again, so entries evicted meanwhile become a gap with their exact
 //!   count instead of being sent from a stale copy.
 //! - **Exact loss accounting.** Entries the ring evicted before they were
@@ -26,14 +28,14 @@
 //! - **No effect on others.** It reads the ring like any reader: writers
 //!   never wait for it, and memory is one read batch.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::{Backoff, BackoffPolicy};
+use super::cursor::{read_cursor, write_cursor, ForwarderCursor};
 use super::{FollowOptions, Sink, SinkError};
 use crate::ring::{Read, ReadBatch, ReadStatus};
 use crate::sources::Pipeline;
@@ -73,6 +75,50 @@ pub struct FollowerStats {
     pub rejected: AtomicU64,
     /// The next seq to deliver.
     pub next_seq: AtomicU64,
+    /// The receive time (ns) of the last entry delivered, 0 before the
+    /// first: with the ring's newest entry it gives the lag in seconds.
+    pub last_delivered_time: AtomicU64,
+    /// Refusals for good, by reason (the sink's words, such as
+    /// `too_far_behind`, `rate_limited`, `relp_500`).
+    pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Batches that ran into entries evicted before delivery (episodes are
+    /// runs of them; each episode is reported once in the self log).
+    pub eviction_episodes: AtomicU64,
+}
+
+impl FollowerStats {
+    /// How far behind the ring's newest entry the sink is: entries
+    /// appended since its position (those its filter would skip included,
+    /// until it has read past them), and the age in seconds of the oldest
+    /// entry it has not delivered (0 when caught up).
+    pub fn lag(&self, ring: &crate::ring::Ring) -> (u64, f64) {
+        let next = self.next_seq.load(Ordering::Relaxed);
+        let published = ring.published_seq();
+        if next >= published {
+            return (0, 0.0);
+        }
+        let all = crate::filter::Filter::default();
+        let mut cursor = ring.cursor(next.max(ring.oldest_seq()), &all);
+        let mut batch = ReadBatch::new();
+        cursor.read(&mut batch, 1);
+        let oldest_time = batch.iter().find_map(|i| match i {
+            Read::Entry(e) => Some(e.time),
+            Read::Gap { .. } => None,
+        });
+        let age = oldest_time
+            .map(|t| crate::timefmt::now_ns().saturating_sub(t) as f64 / 1e9)
+            .unwrap_or(0.0);
+        (published - next, age)
+    }
+
+    /// Refusals by reason, sorted by reason.
+    pub fn rejected_reasons(&self) -> Vec<(String, u64)> {
+        let map = self
+            .rejected_by_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 /// Drives one sink; see the module docs.
@@ -84,31 +130,6 @@ pub struct Follower {
     stats: Arc<FollowerStats>,
 }
 
-/// The first retry waits about this long (full jitter: up to it)...
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-/// ...doubling up to this.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// The longest wait before retry `attempt` (0 for the first retry): 0.5 s
-/// doubling to 5 min. The follower waits a uniformly random time up to it
-/// ("full jitter"), so that many forwarders recovering at once spread
-/// out.
-pub fn backoff(attempt: u32) -> Duration {
-    BACKOFF_FIRST
-        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-        .min(BACKOFF_MAX)
-}
-
-/// A random duration in `[0, max]` (full jitter). Seeded per call from the
-/// standard library's randomly keyed hasher: no cryptographic need here.
-fn jitter(max: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::timefmt::now_ns());
-    let frac = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    max.mul_f64(frac)
-}
-
 impl Follower {
     /// A follower for `sink`, starting where its cursor file or its own
     /// state says, else at [`FollowOptions::start`]; decided now.
@@ -117,8 +138,12 @@ impl Follower {
         let options = sink.options();
         let ring = pipeline.ring();
         let saved = match &options.cursor_file {
-            Some(path) => read_cursor(path)
-                .map_err(|e| format!("sink {name}: cursor file {}: {e}", path.display()))?,
+            Some(path) => read_cursor(path, &name)
+                .map_err(|e| format!("sink {name}: {e}"))?
+                .map(|c| Position {
+                    ring_id: c.ring_id,
+                    next_seq: c.last_acked_seq.saturating_add(1),
+                }),
             None => None,
         };
         let saved = saved.or_else(|| sink.resume());
@@ -172,6 +197,10 @@ impl Follower {
         let mut episode: Option<u64> = None;
         let mut stop_at: Option<u64> = None;
         let max = self.options.max_entries.max(1);
+        let mut backoff = Backoff::new(BackoffPolicy::default());
+        let mut rng = fastrand::Rng::new();
+        // Whether the last cursor write failed (reported once per streak).
+        let mut cursor_failing = false;
         loop {
             if stop_at.is_none() && stop.is_cancelled() {
                 stop_at = Some(ring.published_seq());
@@ -182,6 +211,10 @@ impl Follower {
             let status = cursor.read(&mut batch, max);
             if status == ReadStatus::CaughtUp || batch.is_empty() {
                 self.position.next_seq = cursor.position();
+                // Entries the filter skipped are not lag.
+                self.stats
+                    .next_seq
+                    .store(self.position.next_seq, Ordering::Relaxed);
                 if status == ReadStatus::CaughtUp {
                     if stop_at.is_some() {
                         return Ok(());
@@ -228,33 +261,71 @@ impl Follower {
                 };
                 match sink.deliver(&items, position).await {
                     Ok(delivered) => {
+                        let mut last_time = 0;
                         let (n, bytes) = items.iter().fold((0u64, 0u64), |(n, b), i| match i {
-                            Read::Entry(e) => (n + 1, b + e.msg.len() as u64),
+                            Read::Entry(e) => {
+                                last_time = e.time;
+                                (n + 1, b + e.msg.len() as u64)
+                            }
                             Read::Gap { .. } => (n, b),
                         });
                         let s = &self.stats;
                         s.delivered.fetch_add(n, Ordering::Relaxed);
                         s.bytes.fetch_add(bytes, Ordering::Relaxed);
                         s.batches.fetch_add(1, Ordering::Relaxed);
+                        if last_time > 0 {
+                            s.last_delivered_time.store(last_time, Ordering::Relaxed);
+                        }
                         let rejected: u64 = delivered.rejected.iter().map(|(_, n)| n).sum();
-                        s.rejected.fetch_add(rejected, Ordering::Relaxed);
+                        if rejected > 0 {
+                            s.rejected.fetch_add(rejected, Ordering::Relaxed);
+                            let mut map = s
+                                .rejected_by_reason
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            for (reason, n) in &delivered.rejected {
+                                *map.entry(reason.clone()).or_default() += n;
+                            }
+                        }
                         s.next_seq.store(end, Ordering::Relaxed);
                         drop(items);
                         if missed > 0 {
                             s.evicted.fetch_add(missed, Ordering::Relaxed);
+                            if episode.is_none() {
+                                s.eviction_episodes.fetch_add(1, Ordering::Relaxed);
+                            }
                             *episode.get_or_insert(0) += missed;
                         } else if let Some(lost) = episode.take() {
                             self.report_loss(lost);
                         }
+                        backoff.reset();
                         self.position.next_seq = end;
-                        if let Some(path) = &self.options.cursor_file {
-                            write_cursor(path, self.position).map_err(|e| {
-                                format!(
-                                    "sink {}: cannot write its cursor file {}: {e}",
-                                    self.name,
-                                    path.display()
-                                )
-                            })?;
+                        if let (Some(path), Some(last)) =
+                            (&self.options.cursor_file, end.checked_sub(1))
+                        {
+                            let cursor = ForwarderCursor {
+                                forwarder: self.name.clone(),
+                                ring_id: self.position.ring_id,
+                                last_acked_seq: last,
+                            };
+                            // A cursor that cannot be written (disk full)
+                            // does not stop delivery: the position is
+                            // kept in memory, and a restart before the
+                            // next good write sends the batches since the
+                            // last good one again.
+                            match write_cursor(path, &cursor) {
+                                Ok(()) => cursor_failing = false,
+                                Err(e) if !cursor_failing => {
+                                    cursor_failing = true;
+                                    self.pipeline.selflog().warn(format!(
+                                        "sink {}: {e}; delivery goes on, but a restart now \
+                                         would send again what was delivered since the last \
+                                         good write",
+                                        self.name
+                                    ));
+                                }
+                                Err(_) => {}
+                            }
                         }
                         break;
                     }
@@ -272,7 +343,7 @@ impl Follower {
                             return Ok(());
                         }
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        let wait = after.unwrap_or_else(|| jitter(backoff(attempt)));
+                        let wait = backoff.next_delay(after, &mut rng);
                         if attempt == 0 {
                             self.pipeline.selflog().warn(format!(
                                 "sink {}: delivery failed, retrying while the ring holds the \
@@ -341,83 +412,4 @@ fn trim_to_bytes(batch: &ReadBatch, max_bytes: usize) -> Vec<Read<'_>> {
         out.push(item);
     }
     out
-}
-
-/// Reads a cursor file: `ringtail-cursor 1 <ring id hex> <next seq>`.
-pub fn read_cursor(path: &Path) -> Result<Option<Position>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    match fields.as_slice() {
-        ["ringtail-cursor", "1", id, seq] => {
-            let ring_id = crate::serve::memlogq::parse_ring_id(id)
-                .ok_or_else(|| format!("bad ring id {id:?}; remove the file to start afresh"))?;
-            let next_seq = seq
-                .parse()
-                .map_err(|_| format!("bad seq {seq:?}; remove the file to start afresh"))?;
-            Ok(Some(Position { ring_id, next_seq }))
-        }
-        _ => Err("not a ringtail cursor file; remove it to start afresh".into()),
-    }
-}
-
-/// Writes a cursor file atomically: a temporary file in the same directory,
-/// fsync, rename over the old one, fsync the directory.
-pub fn write_cursor(path: &Path, position: Position) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp: PathBuf = path.to_path_buf();
-    tmp.as_mut_os_string().push(".tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(
-            f,
-            "ringtail-cursor 1 {} {}",
-            crate::serve::memlogq::ring_id_text(position.ring_id),
-            position.next_seq
-        )?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_half_a_second_to_five_minutes() {
-        assert_eq!(backoff(0), Duration::from_millis(500));
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(4));
-        assert_eq!(backoff(9), Duration::from_secs(256));
-        assert_eq!(backoff(10), BACKOFF_MAX);
-        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
-        for _ in 0..100 {
-            assert!(jitter(Duration::from_secs(1)) <= Duration::from_secs(1));
-        }
-    }
-
-    #[test]
-    fn cursor_files_round_trip_and_refuse_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
-        assert_eq!(read_cursor(&path), Ok(None));
-        let p = Position {
-            ring_id: 0xabcdef,
-            next_seq: 42,
-        };
-        write_cursor(&path, p).unwrap();
-        assert_eq!(read_cursor(&path), Ok(Some(p)));
-        std::fs::write(&path, "hello").unwrap();
-        assert!(read_cursor(&path)
-            .unwrap_err()
-            .contains("not a ringtail cursor"));
-    }
 }

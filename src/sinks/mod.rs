@@ -25,6 +25,7 @@ pub mod cursor;
 pub mod echo;
 pub mod export;
 pub mod follower;
+pub mod forward;
 pub mod http;
 pub mod loki;
 pub mod ship;
@@ -132,13 +133,39 @@ pub enum SinkError {
 /// cancelled and everything published by then is delivered. The start
 /// position is taken now, not when the future first runs, so a sink
 /// started before an entry is appended sees it.
+///
+/// The follower's counters are listed in `registry` (for `/metrics` and
+/// `/api/v1/stats`) as soon as it is made.
 pub fn run(
     sink: Box<dyn Sink>,
     pipeline: crate::sources::Pipeline,
     stop: tokio_util::sync::CancellationToken,
+    registry: &Registry,
 ) -> impl Future<Output = Result<(), String>> + Send + 'static {
     let follower = Follower::new(pipeline, sink.as_ref());
+    if let Ok(f) = &follower {
+        registry.add(sink.name(), f.stats());
+    }
     async move { follower?.run(sink, stop).await }
+}
+
+/// The running sinks and their counters, shared by the daemon (which adds
+/// them) and the HTTP API (which reports them). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Registry(Arc<std::sync::Mutex<Vec<(String, Arc<follower::FollowerStats>)>>>);
+
+impl Registry {
+    pub fn add(&self, name: String, stats: Arc<follower::FollowerStats>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name, stats));
+    }
+
+    /// Every sink's name and counters, in start order.
+    pub fn all(&self) -> Vec<(String, Arc<follower::FollowerStats>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 use std::collections::BTreeMap;

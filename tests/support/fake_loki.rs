@@ -87,6 +87,10 @@ pub struct LokiState {
     pub max_line_bytes: usize,
     /// Entries older than this (ns) are refused as too old.
     pub reject_older_than: Option<u64>,
+    /// While set, every push is answered 503 and nothing is stored (a
+    /// backend that is down for as long as a test needs, independent of
+    /// how often the forwarder retries).
+    pub down: bool,
 }
 
 /// A running fake.
@@ -283,6 +287,11 @@ async fn push(
         status: 0,
         answer: String::new(),
     };
+    if st.down {
+        record.status = 503;
+        st.received.push(record);
+        return answer(503, "down".into());
+    }
     if let Some(Scripted::Status {
         status,
         retry_after,

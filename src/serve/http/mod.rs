@@ -172,6 +172,9 @@ pub struct HttpConfig {
     pub max_inflight: usize,
     /// Connection cap and deadlines (see [`conn`]).
     pub connections: conn::ConnLimits,
+    /// The daemon's sinks (forwarders), reported by `/metrics` and
+    /// `/api/v1/stats`.
+    pub sinks: crate::sinks::Registry,
 }
 
 impl Default for HttpConfig {
@@ -187,6 +190,7 @@ impl Default for HttpConfig {
             loki: loki::LokiLimits::default(),
             max_inflight: budget::DEFAULT_BYTES,
             connections: conn::ConnLimits::default(),
+            sinks: crate::sinks::Registry::default(),
         }
     }
 }

@@ -279,6 +279,23 @@ struct PacingPart {
     waited_seconds_total: f64,
 }
 
+/// One sink (forwarder, echo) as the stats report it.
+#[derive(Serialize)]
+struct SinkPart {
+    name: String,
+    delivered_entries_total: u64,
+    delivered_bytes_total: u64,
+    batches_total: u64,
+    retries_total: u64,
+    evicted_total: u64,
+    eviction_episodes_total: u64,
+    rejected_total: u64,
+    rejected_by_reason: std::collections::BTreeMap<String, u64>,
+    next_seq: u64,
+    lag_entries: u64,
+    lag_seconds: f64,
+}
+
 #[derive(Serialize)]
 struct StatsAnswer {
     time: String,
@@ -286,6 +303,34 @@ struct StatsAnswer {
     http: HttpPart,
     pacing: PacingPart,
     latency: LatencyPart,
+    sinks: Vec<SinkPart>,
+}
+
+fn sink_parts(state: &HttpState) -> Vec<SinkPart> {
+    state
+        .config
+        .sinks
+        .all()
+        .into_iter()
+        .map(|(name, st)| {
+            let (lag_entries, lag_seconds) = st.lag(&state.ring);
+            let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            SinkPart {
+                name,
+                delivered_entries_total: n(&st.delivered),
+                delivered_bytes_total: n(&st.bytes),
+                batches_total: n(&st.batches),
+                retries_total: n(&st.retries),
+                evicted_total: n(&st.evicted),
+                eviction_episodes_total: n(&st.eviction_episodes),
+                rejected_total: n(&st.rejected),
+                rejected_by_reason: st.rejected_reasons().into_iter().collect(),
+                next_seq: n(&st.next_seq),
+                lag_entries,
+                lag_seconds,
+            }
+        })
+        .collect()
 }
 
 fn collect(state: &HttpState) -> (StatsAnswer, Histogram<u64>, Histogram<u64>) {
@@ -352,6 +397,7 @@ fn collect(state: &HttpState) -> (StatsAnswer, Histogram<u64>, Histogram<u64>) {
             ingest_to_visible_us: Percentiles::of(&delivery),
             query_us: Percentiles::of(&query),
         },
+        sinks: sink_parts(state),
     };
     (answer, delivery, query)
 }
@@ -558,6 +604,7 @@ pub(super) async fn get_metrics(State(state): State<Arc<HttpState>>) -> Response
         "ringtail_http_requests_total{{method=\"other\",route=\"other\"}} {}",
         h.other_requests
     );
+    sink_metrics(&mut out, &a.sinks);
     summary(
         &mut out,
         "ringtail_http_ingest_to_visible_seconds",
@@ -578,6 +625,41 @@ pub(super) async fn get_metrics(State(state): State<Arc<HttpState>>) -> Response
         out,
     )
         .into_response()
+}
+
+/// Per-sink series, labelled `sink="KIND:NAME"`.
+fn sink_metrics(out: &mut String, sinks: &[SinkPart]) {
+    if sinks.is_empty() {
+        return;
+    }
+    type Get = fn(&SinkPart) -> String;
+    let series: [(&str, &str, &str, Get); 9] = [
+        ("ringtail_sink_delivered_entries_total", "counter", "Entries a sink delivered (forwarders: acknowledged by the destination).", |s| s.delivered_entries_total.to_string()),
+        ("ringtail_sink_delivered_bytes_total", "counter", "Message bytes a sink delivered.", |s| s.delivered_bytes_total.to_string()),
+        ("ringtail_sink_batches_total", "counter", "Batches a sink delivered.", |s| s.batches_total.to_string()),
+        ("ringtail_sink_retries_total", "counter", "Deliveries that failed and were retried (429, 5xx, network).", |s| s.retries_total.to_string()),
+        ("ringtail_sink_evicted_entries_total", "counter", "Entries the ring evicted before a sink delivered them.", |s| s.evicted_total.to_string()),
+        ("ringtail_sink_eviction_episodes_total", "counter", "Runs of batches with entries evicted before delivery (each reported once in the self log).", |s| s.eviction_episodes_total.to_string()),
+        ("ringtail_sink_next_seq", "gauge", "The next seq a sink delivers.", |s| s.next_seq.to_string()),
+        ("ringtail_sink_lag_entries", "gauge", "Entries appended after a sink's position.", |s| s.lag_entries.to_string()),
+        ("ringtail_sink_lag_seconds", "gauge", "Age of the oldest entry a sink has not delivered (0 when caught up).", |s| s.lag_seconds.to_string()),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in sinks {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", s.name, get(s));
+        }
+    }
+    let name = "ringtail_sink_rejected_entries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Entries a destination refused for good, by reason (the cursor moved past them).\n# TYPE {name} counter"
+    );
+    for s in sinks {
+        for (reason, n) in &s.rejected_by_reason {
+            let _ = writeln!(out, "{name}{{sink=\"{}\",reason=\"{reason}\"}} {n}", s.name);
+        }
+    }
 }
 
 /// A histogram in microseconds as a Prometheus summary in seconds.

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod batch;
 pub mod credentials;
+pub mod sink;
 pub mod template;
 
 use std::time::SystemTime;

@@ -215,6 +215,12 @@ impl LokiBatcher {
         &self.config
     }
 
+    /// Changes the byte cap of the batches started from now on (a
+    /// forwarder shrinks it after Loki answered 413).
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.config.max_bytes = max_bytes;
+    }
+
     /// Ring entries in the batch being built.
     pub fn len(&self) -> u64 {
         self.entries

@@ -19,6 +19,7 @@
 pub mod answer;
 pub mod batch;
 pub mod labels;
+pub mod sink;
 
 use std::time::SystemTime;
 

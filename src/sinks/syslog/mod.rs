@@ -12,6 +12,7 @@
 
 pub mod relp;
 pub mod rfc5424;
+pub mod sink;
 pub mod transport;
 
 use bytes::Bytes;
