@@ -147,7 +147,12 @@ fn write_text(
     let h = &info.header;
     let g = &info.geometry;
     let snap = ring.snapshot();
-    writeln!(out, "ring file    {} ({} bytes)", path.display(), h.file_len)?;
+    writeln!(
+        out,
+        "ring file    {} ({} bytes)",
+        path.display(),
+        h.file_len
+    )?;
     writeln!(out, "layout       version {}", h.version)?;
     writeln!(out, "ring id      {:016x}", h.ring_id)?;
     writeln!(out, "opened       {} times (epoch {})", h.epoch, h.epoch)?;

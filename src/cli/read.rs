@@ -201,8 +201,7 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
 fn read_file(args: &ReadArgs, path: &std::path::Path) -> Result<(), ReadError> {
     // The same JSON request the daemon would get, checked by the same code.
     let line = serde_json::to_vec(&args.request()).expect("a request serialises");
-    let request =
-        memlogq::parse_request(&line).map_err(|e| ReadError::File(e.to_string()))?;
+    let request = memlogq::parse_request(&line).map_err(|e| ReadError::File(e.to_string()))?;
     let (ring, _) = Ring::open_copy(path).map_err(|e| ReadError::File(e.to_string()))?;
     report_torn(path, &ring);
     let stdout = io::stdout();

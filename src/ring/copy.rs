@@ -185,7 +185,10 @@ fn check(mapped: &Mapped, len: u64, path: &Path) -> Result<FileInfo, RingError> 
     let published_seq = h(hdr::PUBLISHED_SEQ);
     let floor_seq = h(hdr::FLOOR_SEQ);
     let claim_seq = h(CLAIM_SEQ);
-    if published_seq == 0 || floor_seq == 0 || floor_seq > published_seq || claim_seq < published_seq
+    if published_seq == 0
+        || floor_seq == 0
+        || floor_seq > published_seq
+        || claim_seq < published_seq
     {
         return Err(RingError::File(format!(
             "{shown} has a corrupt header: published seq {published_seq}, claimed seq {claim_seq}, \
@@ -222,7 +225,10 @@ pub(crate) fn copy_file(path: &Path) -> Result<(Region, FileInfo), RingError> {
     let published_seq = src[hdr::PUBLISHED_SEQ].load(Ordering::Acquire);
     for (i, (s, d)) in src.iter().zip(dst).enumerate() {
         // The claim and the frontier are set below.
-        if matches!(i, hdr::CLAIM | CLAIM_SEQ | hdr::PUBLISHED_SEQ | hdr::PUBLISHED_POS) {
+        if matches!(
+            i,
+            hdr::CLAIM | CLAIM_SEQ | hdr::PUBLISHED_SEQ | hdr::PUBLISHED_POS
+        ) {
             continue;
         }
         let v = s.load(Ordering::Relaxed);

@@ -65,10 +65,10 @@ mod write;
 
 use std::path::PathBuf;
 
-pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
-pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
 #[cfg(not(ringtail_loom))]
 pub use copy::{file_info, FileHeader, FileInfo};
+pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
+pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
 pub use region::Geometry;
 pub use write::{Span, SpanError};
 
