@@ -14,6 +14,7 @@
 pub mod argv;
 pub mod config;
 pub mod export;
+pub mod inspect;
 pub mod read;
 pub mod run;
 pub mod serve;
@@ -41,6 +42,7 @@ Start the daemon on its defaults:   ringtail serve
 Log a command's output:             ringtail run -n web -- python3 -m http.server
 Show everything logged so far:      ringtail read
 Follow new lines:                   ringtail read -f
+Read a ring file after a crash:     ringtail read --ring-file /var/lib/ringtail/ring
 
 ringtail also accepts memlogd's own command line (`ringtail -max-lines 5000
 -socket-log PATH ...`, no subcommand) and behaves as memlogd, logread or
@@ -60,6 +62,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Write the logs to per-source files with rotation (like LinuxKit's logwrite service).
     Export(export::ExportArgs),
+    /// Show what a ring file holds (header, sizes, seqs, times, sources), without a daemon.
+    Inspect(inspect::InspectArgs),
 }
 
 /// The `ringtail` program: parses `args` (argv, program name first) and
@@ -73,6 +77,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Read(args) => read::main(args),
         Command::Run(args) => run::main(args),
         Command::Export(args) => export::main(args),
+        Command::Inspect(args) => inspect::main(args),
     }
 }
 

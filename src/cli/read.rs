@@ -7,6 +7,13 @@
 //! so every output format shows the same entries. A gap (entries the ring
 //! evicted before this reader got them) is reported on stderr, and also in
 //! the output stream with `-o ndjson`. `ringtail read | head` ends quietly.
+//!
+//! With `--ring-file PATH` no daemon is asked: the ring file (of a crashed
+//! host, or beside a running daemon) is copied into memory read-only and
+//! recovered as a reopening daemon would ([`Ring::open_copy`]), and the same
+//! request is served from the copy here, with the daemon's filter code, so
+//! every filter and output format gives what the daemon would have given.
+//! Torn entries are dropped and counted on stderr, never shown.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -14,18 +21,26 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::format::{self, Format};
+use crate::ring::{Read, ReadBatch, ReadStatus, Ring};
 use crate::serve::memlogq::{self, ClientRequest, JsonRequest, Mode, TimeValue};
 use crate::sinks::{parse_record, Record, RecordError};
 
 #[derive(Args, Debug, Clone)]
 pub struct ReadArgs {
     /// Follow: print entries as they arrive (no dump).
-    #[arg(short = 'f', conflicts_with = "dump_follow")]
+    #[arg(short = 'f', conflicts_with_all = ["dump_follow", "ring_file"])]
     pub follow: bool,
 
     /// Dump what the daemon holds, then follow.
-    #[arg(short = 'F')]
+    #[arg(short = 'F', conflicts_with = "ring_file")]
     pub dump_follow: bool,
+
+    /// Read this ring file (`serve --ring-file`) instead of asking a
+    /// daemon: post-mortem reading after a crash, from a read-only copy, or
+    /// beside a running daemon. The file is only read; entries a writer
+    /// left torn are dropped and counted on stderr.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["socket", "memlogd_paths"])]
+    pub ring_file: Option<PathBuf>,
 
     /// The daemon's query socket (default: the one `ringtail serve` uses by
     /// default).
@@ -130,9 +145,14 @@ enum ReadError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Daemon(String),
+    #[error("{0}")]
+    File(String),
 }
 
 fn read(args: &ReadArgs) -> Result<(), ReadError> {
+    if let Some(path) = &args.ring_file {
+        return read_file(args, path);
+    }
     let socket = args
         .socket
         .clone()
@@ -190,4 +210,91 @@ fn read(args: &ReadArgs) -> Result<(), ReadError> {
             Err(e @ RecordError::Malformed(_)) => return Err(ReadError::Daemon(e.to_string())),
         }
     }
+}
+
+/// `read --ring-file`: the request served from a recovered copy of the
+/// file, the way the daemon's query socket serves a dump.
+fn read_file(args: &ReadArgs, path: &std::path::Path) -> Result<(), ReadError> {
+    // The same JSON request the daemon would get, checked by the same code.
+    let line = serde_json::to_vec(&args.request()).expect("a request serialises");
+    let request = memlogq::parse_request(&line).map_err(|e| ReadError::File(e.to_string()))?;
+    let (ring, _) = Ring::open_copy(path).map_err(|e| ReadError::File(e.to_string()))?;
+    report_torn(path, &ring);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    dump(&ring, &request, args.output, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Says on stderr what recovery dropped from a ring file, if anything.
+pub(crate) fn report_torn(path: &std::path::Path, ring: &Ring) {
+    let torn = ring.recovery().torn;
+    if torn > 0 {
+        eprintln!(
+            "ringtail: {}: dropped {torn} torn {} (claimed but never published: the writer died \
+             while storing them, or a running daemon was storing them)",
+            path.display(),
+            if torn == 1 { "entry" } else { "entries" }
+        );
+    }
+}
+
+/// Writes the entries of a dump `request` over `ring` to `out` in `format`,
+/// choosing the range as the daemon's query socket does (`since`, `tail`,
+/// `until`, `limit`). Gaps (only possible if someone appends to `ring`
+/// meanwhile) go to stderr, and into the stream with ndjson.
+pub fn dump(
+    ring: &Ring,
+    request: &memlogq::Request,
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let filter = &request.filter;
+    let snap = ring.snapshot();
+    let mut start = snap.first();
+    if let Some(since) = filter.since_ns() {
+        start = start.max(snap.seek_time(since));
+    }
+    if let Some(n) = request.tail {
+        start = start.max(memlogq::tail_start(&snap, filter, n, start));
+    }
+    let stop = filter.until_ns().map_or(snap.end(), |u| snap.seek_time(u));
+    let mut left = request.limit.unwrap_or(u64::MAX);
+    let mut cursor = snap.cursor_from(start, filter);
+    let mut batch = ReadBatch::new();
+    let mut rendered = Vec::with_capacity(64 * 1024);
+    while cursor.position() < stop && left > 0 {
+        let room = (stop - cursor.position()).min(4096) as usize;
+        let status = cursor.read(&mut batch, room);
+        rendered.clear();
+        for item in batch.iter() {
+            match item {
+                Read::Entry(e) => {
+                    if left == 0 {
+                        break;
+                    }
+                    format::write_entry(&mut rendered, format, &e);
+                    left -= 1;
+                }
+                Read::Gap { first_seq, missed } => {
+                    eprintln!("ringtail: {}", format::gap_message(first_seq, missed));
+                    if format == Format::Ndjson {
+                        format::write_gap(
+                            &mut rendered,
+                            format,
+                            first_seq,
+                            missed,
+                            crate::timefmt::now_ns(),
+                        );
+                    }
+                }
+            }
+        }
+        out.write_all(&rendered)?;
+        if status != ReadStatus::More {
+            break;
+        }
+    }
+    Ok(())
 }

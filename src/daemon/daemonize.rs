@@ -23,9 +23,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag};
@@ -148,7 +146,7 @@ pub(super) fn relaunch(config: &DaemonConfig, bound: &BoundAll) -> Result<(), Da
 
 /// Tells whoever waits that the daemon serves: the process that started
 /// it with `-daemonize`, and systemd (`NOTIFY_SOCKET`, `Type=notify`).
-pub(super) fn report_ready(ready: Option<OwnedFd>) {
+pub(super) fn report_ready(ready: Option<OwnedFd>, status: &str) {
     if let Some(fd) = ready {
         // The caller of `-daemonize` returns now. stderr goes to /dev/null
         // first (as memlogd's background daemon's does), so that the daemon
@@ -159,19 +157,5 @@ pub(super) fn report_ready(ready: Option<OwnedFd>) {
         }
         let _ = nix::unistd::write(fd.as_fd(), b"R");
     }
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        let sent = UnixDatagram::unbound().and_then(|sock| {
-            let bytes = path.as_encoded_bytes();
-            if let Some(name) = bytes.strip_prefix(b"@") {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                sock.send_to_addr(b"READY=1", &addr)
-            } else {
-                sock.send_to(b"READY=1", Path::new(&path))
-            }
-        });
-        if let Err(e) = sent {
-            eprintln!("ringtail: warning: cannot notify systemd through NOTIFY_SOCKET: {e}");
-        }
-    }
+    super::notify::notify(&format!("READY=1\nSTATUS={status}"));
 }

@@ -30,6 +30,7 @@
 //!   it, flush a ring file, return `Ok`.
 
 pub mod daemonize;
+pub mod notify;
 
 use std::ffi::OsString;
 use std::io;
@@ -361,10 +362,25 @@ async fn serve(
         eprintln!("ringtail: warning: {w}");
         selflog.warn(w);
     }
-    daemonize::report_ready(ready);
+    daemonize::report_ready(ready, &format!("serving: {where_}"));
 
+    // With `WatchdogSec=`, systemd hears from the runtime while every source
+    // and server still runs (one that ends stops the daemon below anyway).
+    let alive = || {
+        sources_running
+            .iter()
+            .chain(&servers_running)
+            .all(|p| !p.task.is_finished())
+    };
+    let watchdog = async {
+        match notify::watchdog_interval() {
+            Some(interval) => notify::watchdog(interval, alive).await,
+            None => std::future::pending().await,
+        }
+    };
     // The first part to end on its own stops the daemon, as a signal does.
     let (reason, mut outcome) = tokio::select! {
+        () = watchdog => unreachable!("the watchdog pings forever"),
         _ = sigterm.recv() => ("SIGTERM".to_string(), Ok(())),
         _ = sigint.recv() => ("SIGINT".to_string(), Ok(())),
         Some((what, error)) = ended.recv() => {
@@ -373,6 +389,7 @@ async fn serve(
         }
     };
 
+    notify::notify(&format!("STOPPING=1\nSTATUS=stopping ({reason})"));
     // Stop accepting first: new clients find no socket file and fail fast.
     stop_sources.cancel();
     stop_servers.cancel();

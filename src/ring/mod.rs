@@ -55,6 +55,8 @@
 //! All `unsafe` of ringtail lives in this module (the mapping in
 //! `region.rs`, the 128-bit claim word in `sync.rs`).
 
+#[cfg(not(ringtail_loom))]
+pub mod copy;
 mod origins;
 mod read;
 mod region;
@@ -63,6 +65,8 @@ mod write;
 
 use std::path::PathBuf;
 
+#[cfg(not(ringtail_loom))]
+pub use copy::{file_info, FileHeader, FileInfo};
 pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
 pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
 pub use region::Geometry;
@@ -72,6 +76,9 @@ use crate::entry::Origin;
 use origins::Origins;
 use region::{hdr, Opened, Region, SLOT_WORDS};
 use sync::{AtomicU64, Notifier, Ordering};
+
+/// The ring file layout version this ringtail writes.
+pub const FORMAT_VERSION: u64 = region::VERSION;
 
 /// Longest message one entry can hold: the slot's length field is 23 bits.
 pub const MAX_ENTRY_LEN_LIMIT: usize = (1 << 23) - 1;
@@ -370,26 +377,52 @@ impl Ring {
         region
             .word(hdr::EPOCH)
             .store(recovery.epoch, Ordering::Release);
+        let mut ring = Ring::assemble(region, geometry, config.max_entry_len, recovery);
+        if opened == Opened::Existing {
+            ring.rebuild_after_reopen();
+        }
+        Ok(ring)
+    }
+
+    /// A ring around a region whose header is set up (fresh or recovered).
+    fn assemble(
+        region: Region,
+        geometry: Geometry,
+        max_entry_len: usize,
+        recovery: Recovery,
+    ) -> Ring {
         let origins = Origins::load(&region, &geometry);
-        let mut ring = Ring {
+        Ring {
             clock: Clock::new(0),
             region,
             geometry,
             origins,
             notifier: Notifier::default(),
-            max_entry_len: config.max_entry_len,
+            max_entry_len,
             max_batch_entries: (geometry.slots / 4).max(1),
-            max_batch_words: (geometry.data_words / 4).max(entry_words(config.max_entry_len, true)),
+            max_batch_words: (geometry.data_words / 4).max(entry_words(max_entry_len, true)),
             wide_loads: sync::wide_loads(),
             streaming: geometry.slots * SLOT_WORDS as u64 + geometry.data_words
                 >= STREAMING_MIN_WORDS,
             near_head: NearHead(AtomicU64::new(0)),
             recovery,
-        };
-        if opened == Opened::Existing {
-            ring.rebuild_after_reopen();
         }
-        Ok(ring)
+    }
+
+    /// Opens a copy of the ring file at `path` for post-mortem reading,
+    /// touching the file only to read it (see [`copy`]): validated and
+    /// recovered the way a reopening daemon does, with the geometry the
+    /// file's header gives. The ring is read like any other; appending to it
+    /// changes only the copy. The [`Recovery`] says what the copy's recovery
+    /// dropped (its `epoch` is the file's: no opening is counted).
+    #[cfg(not(ringtail_loom))]
+    pub fn open_copy(path: &std::path::Path) -> Result<(Ring, FileInfo), RingError> {
+        let (region, info) = copy::copy_file(path)?;
+        let mut recovery = recover(&region, &info.geometry);
+        recovery.epoch = info.header.epoch;
+        let mut ring = Ring::assemble(region, info.geometry, MAX_ENTRY_LEN_LIMIT, recovery);
+        ring.rebuild_after_reopen();
+        Ok((ring, info))
     }
 
     /// After a reopen: restart the clock at or after the newest stored time.
