@@ -257,7 +257,7 @@ pub fn dump(
         start = start.max(snap.seek_time(since));
     }
     if let Some(n) = request.tail {
-        start = start.max(memlogq::tail_start(&snap, filter, n, start));
+        start = start.max(crate::serve::follow::tail_start(&snap, filter, n, start));
     }
     let stop = filter.until_ns().map_or(snap.end(), |u| snap.seek_time(u));
     let mut left = request.limit.unwrap_or(u64::MAX);
