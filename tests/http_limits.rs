@@ -199,7 +199,17 @@ fn push(addr: SocketAddr, body: &[u8]) -> (u16, String) {
 
 #[test]
 fn pushes_that_inflate_cost_no_more_than_the_budget() {
-    let (_dir, d, addr) = start(&["--http-max-inflight", "8MiB", "--max-lines", "10000"]);
+    // A generous request timeout: sixteen million-line pushes queue for
+    // the budget one after another, which takes long in a debug build on a
+    // busy machine, and a 408 would say nothing about memory.
+    let (_dir, d, addr) = start(&[
+        "--http-max-inflight",
+        "8MiB",
+        "--max-lines",
+        "10000",
+        "--http-timeout",
+        "1h",
+    ]);
     let body = bomb();
     assert!(body.len() < 200_000, "{} bytes", body.len());
     let pid = d.child.id();
