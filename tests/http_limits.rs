@@ -188,7 +188,12 @@ fn push(addr: SocketAddr, body: &[u8]) -> (u16, String) {
     )
     .unwrap();
     s.write_all(body).unwrap();
-    let text = String::from_utf8_lossy(&read_to_close(&s)).into_owned();
+    // Not read_to_close's deadline: queued behind fifteen others, a push
+    // can take minutes in a debug build on a busy machine.
+    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let mut answer = Vec::new();
+    let _ = (&s).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)

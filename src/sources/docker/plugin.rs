@@ -320,7 +320,12 @@ impl Driver {
     }
 
     /// Opens `file` and starts reading it as `info`'s container.
-    fn attach(self: &Arc<Self>, file: &Path, info: Info, meta: ContainerMeta) -> Result<(), DriverError> {
+    fn attach(
+        self: &Arc<Self>,
+        file: &Path,
+        info: Info,
+        meta: ContainerMeta,
+    ) -> Result<(), DriverError> {
         let container = info.container_id.clone();
         {
             let inner = self.lock();
@@ -336,20 +341,25 @@ impl Driver {
                 });
             }
         }
-        let origin = self
-            .pipeline
-            .origin(meta.origin(None))
-            .map_err(|source| DriverError::Origin {
-                container: container.clone(),
-                source,
-            })?;
+        let origin =
+            self.pipeline
+                .origin(meta.origin(None))
+                .map_err(|source| DriverError::Origin {
+                    container: container.clone(),
+                    source,
+                })?;
         let rx = pipe::OpenOptions::new()
             .open_receiver(file)
             .map_err(|source| DriverError::Open {
                 file: file.to_path_buf(),
                 source,
             })?;
-        let reader = FifoReader::new(file.to_path_buf(), &self.pipeline, origin, self.max_frame_len);
+        let reader = FifoReader::new(
+            file.to_path_buf(),
+            &self.pipeline,
+            origin,
+            self.max_frame_len,
+        );
         let stop = CancellationToken::new();
         let mut inner = self.lock();
         if inner.fifos.contains_key(file) {
@@ -497,7 +507,11 @@ impl LogDriver for Arc<Driver> {
     type Logs = LogsBody;
     type Error = DriverError;
 
-    async fn start_logging(&self, req: StartLogging, meta: ContainerMeta) -> Result<(), DriverError> {
+    async fn start_logging(
+        &self,
+        req: StartLogging,
+        meta: ContainerMeta,
+    ) -> Result<(), DriverError> {
         self.attach(&req.file, req.info, meta)?;
         self.save();
         Ok(())
