@@ -397,7 +397,7 @@ fn oversized_tcp_frames_are_skipped_in_sync() {
     // An LF frame of 3000 bytes, then one more.
     write!(s, "{}\n<13>b: after2\n", "y".repeat(3000)).unwrap();
     // A length prefix of 2^63: not believed, read as an LF frame.
-    write!(s, "9223372036854775808 <13>c: huge count\n").unwrap();
+    writeln!(s, "9223372036854775808 <13>c: huge count").unwrap();
     s.flush().unwrap();
     wait_entry(&d, "after1");
     wait_entry(&d, "after2");
