@@ -397,7 +397,7 @@ fn oversized_tcp_frames_are_skipped_in_sync() {
     // An LF frame of 3000 bytes, then one more.
     write!(s, "{}\n<13>b: after2\n", "y".repeat(3000)).unwrap();
     // A length prefix of 2^63: not believed, read as an LF frame.
-    write!(s, "9223372036854775808 <13>c: huge count\n").unwrap();
+    writeln!(s, "9223372036854775808 <13>c: huge count").unwrap();
     s.flush().unwrap();
     wait_entry(&d, "after1");
     wait_entry(&d, "after2");
@@ -708,4 +708,55 @@ fn dev_kmsg_round_trip_as_root() {
     assert_eq!(label(&e, "facility"), Some("user"));
     assert_eq!(label(&e, "severity"), Some("warning"));
     assert!(d.stop().success());
+}
+
+#[test]
+fn syslog_tables_in_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let conf = dir.path().join("ringtail.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "http = \"off\"\n\
+             syslog-udp = [\"127.0.0.1:{udp}\"]\n\
+             [[syslog]]\n\
+             tcp = \"127.0.0.1:{tcp}\"\n\
+             name = \"syslog-tcp-edge\"\n\
+             time-zone = \"UTC\"\n\
+             rate-limit = \"100/10s\"\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    // An RFC 3164 time read in the table's zone (UTC).
+    s.write_all(b"<13>Jan  5 10:00:00 edge app: from a table\n")
+        .unwrap();
+    let e = wait_entry(&d, "from a table");
+    assert_eq!(e["source"], "app");
+    assert_eq!(label(&e, "hostname"), Some("edge"));
+    let t = e["source_time"].as_str().unwrap();
+    assert!(t.contains("-01-05T10:00:00"), "{t}");
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"<13>app: from a flag", ("127.0.0.1", udp))
+        .unwrap();
+    wait_entry(&d, "from a flag");
+    assert!(d.stop().success());
+
+    // A table with two addresses is refused, naming the file and line.
+    std::fs::write(
+        &conf,
+        "http = \"off\"\n[[syslog]]\nudp = \"127.0.0.1:1\"\ntcp = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let o = Command::new(support::bin())
+        .args(["serve", "--config", conf.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exactly one of socket"), "{err}");
+    assert!(err.contains("ringtail.toml"), "{err}");
 }

@@ -53,7 +53,7 @@ pub const SOURCE: &str = "kernel";
 /// its prefix; a smaller buffer gets `EINVAL`.
 const READ_BUF: usize = 16 * 1024;
 /// The longest record gathered from a stream input; a longer one is cut.
-const MAX_RECORD: usize = 64 * 1024;
+pub const MAX_RECORD: usize = 64 * 1024;
 /// Origins kept for reuse (priority x subsystem x device).
 const CACHE_MAX: usize = 1024;
 /// Records stored per batch before the state file is written.
