@@ -94,7 +94,11 @@ impl Setup {
     /// The container's entries in the ring, every field (ndjson).
     fn entries(&self, container: &str) -> Vec<Value> {
         let out = self.ringtail().read(&["-o", "ndjson"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -170,7 +174,10 @@ fn container_lines_arrive_with_their_metadata() {
     ]);
     let after = now_ns();
     assert_eq!(out.stdout, b"out\nbin\x01\xffx\n");
-    let id = s.run(&["inspect", "--format", "{{.Id}}", "web"]).trim().to_string();
+    let id = s
+        .run(&["inspect", "--format", "{{.Id}}", "web"])
+        .trim()
+        .to_string();
     let image = s
         .run(&["inspect", "--format", "{{.Image}}", "web"])
         .trim()
@@ -193,12 +200,17 @@ fn container_lines_arrive_with_their_metadata() {
         assert_eq!(l["com_example_team"], "core");
         assert_eq!(l["APP_MODE"], "prod");
         let t = e["source_time_ns"].as_u64().expect("time_nano kept");
-        assert!((before..=after).contains(&t), "{t} not in {before}..{after}");
+        assert!(
+            (before..=after).contains(&t),
+            "{t} not in {before}..{after}"
+        );
         assert!(e["time_ns"].as_u64().unwrap() >= t);
     }
     // Binary bytes are kept (shown escaped by ndjson).
     assert!(
-        by_msg.keys().any(|m| m.starts_with("bin") && m.ends_with('x')),
+        by_msg
+            .keys()
+            .any(|m| m.starts_with("bin") && m.ends_with('x')),
         "{by_msg:?}"
     );
 
@@ -213,7 +225,9 @@ fn container_lines_arrive_with_their_metadata() {
     // Labels filter queries: the query socket's JSON request.
     let other = s.start(&["--name", "api", "bb:latest", "echo", "other"]);
     s.wait_entries(&other, 1);
-    let q = s.ringtail().read(&["--label", "container_name=web", "-o", "raw"]);
+    let q = s
+        .ringtail()
+        .read(&["--label", "container_name=web", "-o", "raw"]);
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let got = String::from_utf8_lossy(&q.stdout);
     assert!(got.contains("out\n") && !got.contains("other"), "{got}");
@@ -228,7 +242,12 @@ fn container_lines_arrive_with_their_metadata() {
     ]);
     s.run(&["wait", &long]);
     let e = s.wait_entries(&long, 2);
-    assert_eq!(e.len(), 2, "{:?}", msgs(&e).iter().map(|m| m.len()).collect::<Vec<_>>());
+    assert_eq!(
+        e.len(),
+        2,
+        "{:?}",
+        msgs(&e).iter().map(|m| m.len()).collect::<Vec<_>>()
+    );
     assert_eq!(e[0]["msg"].as_str().unwrap().len(), 102_400);
     assert!(e[0].get("partial").is_none());
     let want = format!("{}\nshort\n", "a".repeat(102_400));
@@ -250,13 +269,22 @@ fn docker_logs_reads_the_ring() {
     assert_eq!(s.logs(&["--tail", "all", &id]), seq_text(1, 5).as_bytes());
     assert_eq!(s.logs(&["--since", "2099-01-01T00:00:00Z", &id]), b"");
     assert_eq!(
-        s.logs(&["--since", "2020-01-01T00:00:00Z", "--until", "2099-01-01T00:00:00Z", &id]),
+        s.logs(&[
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--until",
+            "2099-01-01T00:00:00Z",
+            &id
+        ]),
         seq_text(1, 5).as_bytes()
     );
     assert_eq!(s.logs(&["--until", "2020-01-01T00:00:00Z", &id]), b"");
     // Timestamps come from the container's own time_nano.
     let stamped = String::from_utf8(s.logs(&["-t", "--tail", "1", &id])).unwrap();
-    assert!(stamped.starts_with("20") && stamped.ends_with(" 5\n"), "{stamped}");
+    assert!(
+        stamped.starts_with("20") && stamped.ends_with(" 5\n"),
+        "{stamped}"
+    );
     // Lines longer than --max-line-len (stored as partial pieces) are one
     // line again.
     let long = s.start(&[
@@ -309,7 +337,9 @@ fn docker_logs_reads_the_ring() {
         .spawn()
         .unwrap();
     let stdout = support::collect(child.stdout.take().unwrap());
-    wait_for("the last 100 lines", || stdout.lock().unwrap().ends_with("1000\n"));
+    wait_for("the last 100 lines", || {
+        stdout.lock().unwrap().ends_with("1000\n")
+    });
     note(&format!(
         "docker logs --tail 100 -f printed its lines in {:?} (including the docker CLI's start)",
         t.elapsed()
@@ -327,7 +357,11 @@ fn docker_logs_reads_the_ring() {
     s.run(&["wait", &gone]);
     s.wait_entries(&gone, 2);
     assert_eq!(s.logs(&[&gone]), b"x\ny\n");
-    assert_eq!(s.logs(&["-f", &gone]), b"x\ny\n", "-f ends for a stopped container");
+    assert_eq!(
+        s.logs(&["-f", &gone]),
+        b"x\ny\n",
+        "-f ends for a stopped container"
+    );
 }
 
 /// A container that logs as fast as it can is not slowed down, and every
@@ -352,7 +386,10 @@ fn a_fast_container_loses_nothing() {
         &n.to_string(),
     ]);
     let took = t.elapsed();
-    let id = s.run(&["inspect", "--format", "{{.Id}}", "fast"]).trim().to_string();
+    let id = s
+        .run(&["inspect", "--format", "{{.Id}}", "fast"])
+        .trim()
+        .to_string();
     let logs = s.logs(&[&id]);
     assert_eq!(logs.len(), seq_text(1, n).len(), "every line");
     assert!(logs == seq_text(1, n).as_bytes(), "in order");
@@ -366,7 +403,11 @@ fn a_fast_container_loses_nothing() {
         s.run(&["wait", id]);
     }
     for id in &ids {
-        assert_eq!(s.logs(&[id]), seq_text(1, 5000).as_bytes(), "container {id}");
+        assert_eq!(
+            s.logs(&[id]),
+            seq_text(1, 5000).as_bytes(),
+            "container {id}"
+        );
     }
 }
 
@@ -388,14 +429,19 @@ fn a_restarted_ringtail_reattaches() {
     ]);
     s.wait_entries(&id, 300);
     let state = std::fs::read_to_string(s.state()).unwrap();
-    assert!(state.contains(&id), "the state file names the FIFO: {state}");
+    assert!(
+        state.contains(&id),
+        "the state file names the FIFO: {state}"
+    );
     let status = s.ringtail.take().unwrap().stop();
     assert!(status.success(), "{status}");
     // The container goes on writing into the pipe meanwhile.
     std::thread::sleep(Duration::from_millis(300));
     s.start_ringtail();
     s.run(&["wait", &id]);
-    wait_for("all 3000 lines", || s.logs(&[&id]) == seq_text(1, 3000).as_bytes());
+    wait_for("all 3000 lines", || {
+        s.logs(&[&id]) == seq_text(1, 3000).as_bytes()
+    });
     let selflog = s.ringtail().read(&["-o", "raw"]);
     assert!(
         String::from_utf8_lossy(&selflog.stdout).contains("re-attached to 1 container FIFO"),
@@ -421,7 +467,10 @@ fn driver_figures() {
     let Some(s) = Setup::new(&["--max-lines", "4000000"]) else {
         return;
     };
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let n = 1_000_000u64;
     let expected = seq_text(1, n);
     let mut run_times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -446,7 +495,10 @@ fn driver_figures() {
                 &n.to_string(),
             ]);
             let key = if driver == s.name { "ringtail" } else { driver };
-            run_times.entry(key).or_default().push(t.elapsed().as_secs_f64());
+            run_times
+                .entry(key)
+                .or_default()
+                .push(t.elapsed().as_secs_f64());
             if key == "ringtail" {
                 let cpu = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu0;
                 cpu_per_line.push(cpu * 1e6 / n as f64);
@@ -454,8 +506,14 @@ fn driver_figures() {
             if driver != "none" {
                 let t = Instant::now();
                 let out = s.logs(&[&name]);
-                logs_times.entry(key).or_default().push(t.elapsed().as_secs_f64());
-                assert!(out == expected.as_bytes(), "{driver}: docker logs gave every line");
+                logs_times
+                    .entry(key)
+                    .or_default()
+                    .push(t.elapsed().as_secs_f64());
+                assert!(
+                    out == expected.as_bytes(),
+                    "{driver}: docker logs gave every line"
+                );
             }
             s.run(&["rm", &name]);
         }
@@ -477,7 +535,9 @@ fn driver_figures() {
             .spawn()
             .unwrap();
         let stdout = support::collect(child.stdout.take().unwrap());
-        wait_for("100 lines", || stdout.lock().unwrap().ends_with("1000000\n"));
+        wait_for("100 lines", || {
+            stdout.lock().unwrap().ends_with("1000000\n")
+        });
         tail_times.push(t.elapsed().as_secs_f64() * 1000.0);
         let _ = child.kill();
         let _ = child.wait();
@@ -497,7 +557,10 @@ fn driver_figures() {
     let fifty = t.elapsed().as_secs_f64();
     let cpu_fifty = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu_before;
     for id in &ids {
-        assert!(s.logs(&[id]) == seq_text(1, per).as_bytes(), "container {id} lost lines");
+        assert!(
+            s.logs(&[id]) == seq_text(1, per).as_bytes(),
+            "container {id} lost lines"
+        );
     }
     let cpu = ringtail_cpu(s.ringtail().pid().as_raw());
     let report: Vec<String> = run_times

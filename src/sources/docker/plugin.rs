@@ -320,7 +320,12 @@ impl Driver {
     }
 
     /// Opens `file` and starts reading it as `info`'s container.
-    fn attach(self: &Arc<Self>, file: &Path, info: Info, meta: ContainerMeta) -> Result<(), DriverError> {
+    fn attach(
+        self: &Arc<Self>,
+        file: &Path,
+        info: Info,
+        meta: ContainerMeta,
+    ) -> Result<(), DriverError> {
         let container = info.container_id.clone();
         {
             let inner = self.lock();
@@ -336,20 +341,25 @@ impl Driver {
                 });
             }
         }
-        let origin = self
-            .pipeline
-            .origin(meta.origin(None))
-            .map_err(|source| DriverError::Origin {
-                container: container.clone(),
-                source,
-            })?;
+        let origin =
+            self.pipeline
+                .origin(meta.origin(None))
+                .map_err(|source| DriverError::Origin {
+                    container: container.clone(),
+                    source,
+                })?;
         let rx = pipe::OpenOptions::new()
             .open_receiver(file)
             .map_err(|source| DriverError::Open {
                 file: file.to_path_buf(),
                 source,
             })?;
-        let reader = FifoReader::new(file.to_path_buf(), &self.pipeline, origin, self.max_frame_len);
+        let reader = FifoReader::new(
+            file.to_path_buf(),
+            &self.pipeline,
+            origin,
+            self.max_frame_len,
+        );
         let stop = CancellationToken::new();
         let mut inner = self.lock();
         if inner.fifos.contains_key(file) {
@@ -497,7 +507,11 @@ impl LogDriver for Arc<Driver> {
     type Logs = LogsBody;
     type Error = DriverError;
 
-    async fn start_logging(&self, req: StartLogging, meta: ContainerMeta) -> Result<(), DriverError> {
+    async fn start_logging(
+        &self,
+        req: StartLogging,
+        meta: ContainerMeta,
+    ) -> Result<(), DriverError> {
         self.attach(&req.file, req.info, meta)?;
         self.save();
         Ok(())
@@ -544,7 +558,9 @@ mod tests {
     use crate::entry::{Flags, Origin, SourceTime};
     use crate::ring::{All, Read, ReadBatch, Ring, RingConfig};
     use crate::selflog::SelfLog;
-    use crate::sources::docker::frame::{encode_frame, Decoded, FrameDecoder, LogEntry, PartialLogEntryMetadata};
+    use crate::sources::docker::frame::{
+        encode_frame, Decoded, FrameDecoder, LogEntry, PartialLogEntryMetadata,
+    };
     use crate::sources::docker::info::ReadConfig;
     use crate::sources::IngestConfig;
 
@@ -735,7 +751,10 @@ mod tests {
         assert_eq!(e[0].3, SourceTime::Kept(5), "time_nano is kept");
         assert_eq!(e[1].2.stream(), Some(crate::entry::Stream::Stderr));
         let log = r.selflog();
-        assert!(log.contains("-byte frame on") && log.contains("over the cap of 100 bytes"), "{log}");
+        assert!(
+            log.contains("-byte frame on") && log.contains("over the cap of 100 bytes"),
+            "{log}"
+        );
         assert!(log.contains("not a Docker LogEntry"), "{log}");
         assert!(log.contains("1 oversized frame(s)"), "{log}");
         // The FIFO is forgotten: the state file is empty again.
@@ -804,14 +823,24 @@ mod tests {
         r.driver.pipeline.store_batch(&other, None, &mut b);
         drop(ring);
         let lines = |c: ReadConfig| -> Vec<String> {
-            r.read_logs("c3", c).into_iter().map(|(_, _, l)| l).collect()
+            r.read_logs("c3", c)
+                .into_iter()
+                .map(|(_, _, l)| l)
+                .collect()
         };
-        assert_eq!(lines(ReadConfig::default()), ["one\n", "tw", "o\n", "three\n"]);
+        assert_eq!(
+            lines(ReadConfig::default()),
+            ["one\n", "tw", "o\n", "three\n"]
+        );
         let tail = |n| ReadConfig {
             tail: Some(n),
             ..ReadConfig::default()
         };
-        assert_eq!(lines(tail(2)), ["tw", "o\n", "three\n"], "a line of two pieces counts once");
+        assert_eq!(
+            lines(tail(2)),
+            ["tw", "o\n", "three\n"],
+            "a line of two pieces counts once"
+        );
         assert_eq!(lines(tail(1)), ["three\n"]);
         assert!(lines(tail(0)).is_empty());
         assert_eq!(lines(tail(9)).len(), 4);
@@ -822,7 +851,11 @@ mod tests {
         };
         assert_eq!(lines(window), ["tw", "o\n"], "both bounds inclusive");
         let got = r.read_logs("c3", ReadConfig::default());
-        assert_eq!((got[0].0.as_str(), got[0].1), ("stdout", 10), "the container's time");
+        assert_eq!(
+            (got[0].0.as_str(), got[0].1),
+            ("stdout", 10),
+            "the container's time"
+        );
         assert!(r.read_logs("nope", ReadConfig::default()).is_empty());
     }
 }
