@@ -253,7 +253,7 @@ impl FifoReader {
         while !self.decoder.at_frame_boundary() {
             // Read no further than this frame's end: the next frame is
             // left whole in the pipe.
-            let want = self.decoder.bytes_read_to_boundary().clamp(1, buf.len());
+            let want = self.decoder.bytes_to_boundary().clamp(1, buf.len());
             match rx.try_read(&mut buf[..want]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.take(&buf[..n]),
