@@ -475,11 +475,13 @@ fn driver_figures() {
     let expected = seq_text(1, n);
     let mut run_times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut logs_times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cpu_per_line = Vec::new();
     let drivers = ["none", "local", "json-file", s.name.as_str()];
     for k in 0..runs {
         // Interleaved: one run of each driver per round.
         for driver in drivers {
             let name = format!("b{k}-{}", driver.replace('-', ""));
+            let cpu0 = ringtail_cpu(s.ringtail().pid().as_raw());
             let t = Instant::now();
             s.run(&[
                 "run",
@@ -497,6 +499,10 @@ fn driver_figures() {
                 .entry(key)
                 .or_default()
                 .push(t.elapsed().as_secs_f64());
+            if key == "ringtail" {
+                let cpu = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu0;
+                cpu_per_line.push(cpu * 1e6 / n as f64);
+            }
             if driver != "none" {
                 let t = Instant::now();
                 let out = s.logs(&[&name]);
@@ -512,21 +518,72 @@ fn driver_figures() {
             s.run(&["rm", &name]);
         }
     }
+    // `docker logs --tail 100 -f` of the last 1M-line container: time to
+    // its 100th line (the docker CLI's own start included).
+    let last = s.start(&["bb:latest", "sh", "-c", "seq 1 1000000; exec sleep 300"]);
+    wait_for("1M lines stored", || {
+        s.logs(&["--tail", "1", &last]) == b"1000000\n"
+    });
+    let mut tail_times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut child = s
+            .docker
+            .docker()
+            .args(["logs", "--tail", "100", "-f", &last])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = support::collect(child.stdout.take().unwrap());
+        wait_for("100 lines", || {
+            stdout.lock().unwrap().ends_with("1000000\n")
+        });
+        tail_times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    s.run(&["rm", "-f", &last]);
+
+    // 50 containers at full speed at once: nothing lost, CPU per line.
+    let per = 20_000u64;
+    let cpu_before = ringtail_cpu(s.ringtail().pid().as_raw());
+    let t = Instant::now();
+    let ids: Vec<String> = (0..50)
+        .map(|_| s.start(&["bb:latest", "seq", "1", &per.to_string()]))
+        .collect();
+    for id in &ids {
+        s.run(&["wait", id]);
+    }
+    let fifty = t.elapsed().as_secs_f64();
+    let cpu_fifty = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu_before;
+    for id in &ids {
+        assert!(
+            s.logs(&[id]) == seq_text(1, per).as_bytes(),
+            "container {id} lost lines"
+        );
+    }
     let cpu = ringtail_cpu(s.ringtail().pid().as_raw());
     let report: Vec<String> = run_times
         .iter()
-        .map(|(d, v)| {
-            format!(
-                "run --log-driver {d}: {v:.2?} median {:.2} s",
-                median(v.clone())
-            )
-        })
+        .map(|(d, v)| format!("run --log-driver {d}: {v:.2?} median {:.2} s", median(v.clone())))
         .chain(logs_times.iter().map(|(d, v)| {
-            format!(
-                "docker logs ({d}, 1M lines): {v:.2?} median {:.2} s",
-                median(v.clone())
-            )
+            format!("docker logs ({d}, 1M lines): {v:.2?} median {:.2} s", median(v.clone()))
         }))
+        .chain([
+            format!(
+                "ringtail CPU while a 1M-line container ran: {cpu_per_line:.2?} median {:.2} us/line",
+                median(cpu_per_line.clone())
+            ),
+            format!(
+                "docker logs --tail 100 -f, ms to the 100th line: {tail_times:.0?} median {:.0} ms",
+                median(tail_times.clone())
+            ),
+            format!(
+                "50 containers x {per} lines at once: {fifty:.2} s, all lines there; ringtail \
+                 CPU {cpu_fifty:.2} s = {:.2} us/line (incl. container starts)",
+                cpu_fifty * 1e6 / (50 * per) as f64
+            ),
+        ])
         .collect();
     note(&format!(
         "driver figures ({runs} interleaved runs, load {}):\n  {}\n  ringtail CPU so far: {cpu:.2} s",

@@ -198,7 +198,7 @@ impl FifoReader {
                     };
                 }
                 _ = shutdown.cancelled() => {
-                    return match self.to_boundary(&rx, &mut buf).await {
+                    return match self.read_to_boundary(&rx, &mut buf).await {
                         Ok(()) => End::Shutdown,
                         Err(e) => End::Failed(e),
                     };
@@ -248,7 +248,7 @@ impl FifoReader {
     /// Reads until the decoder is between frames, waiting a little for the
     /// rest of a frame that has begun; nothing more, so what is left stays
     /// in the pipe for the next start.
-    async fn to_boundary(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
+    async fn read_to_boundary(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
         let deadline = tokio::time::Instant::now() + BOUNDARY_WAIT;
         while !self.decoder.at_frame_boundary() {
             // Read no further than this frame's end: the next frame is

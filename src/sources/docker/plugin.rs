@@ -545,3 +545,317 @@ impl LogDriver for Arc<Driver> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The driver against a scripted dockerd: a real FIFO written by the
+    //! test, for what a real dockerd cannot be made to send (oversized,
+    //! garbage and cut frames). tests/docker_source.rs runs a real one.
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    use super::*;
+    use crate::entry::{Flags, Origin, SourceTime};
+    use crate::ring::{All, Read, ReadBatch, Ring, RingConfig};
+    use crate::selflog::SelfLog;
+    use crate::sources::docker::frame::{
+        encode_frame, Decoded, FrameDecoder, LogEntry, PartialLogEntryMetadata,
+    };
+    use crate::sources::docker::info::ReadConfig;
+    use crate::sources::IngestConfig;
+
+    struct Rig {
+        dir: tempfile::TempDir,
+        ring: Arc<Ring>,
+        driver: Arc<Driver>,
+        rt: tokio::runtime::Runtime,
+    }
+
+    fn rig(max_frame_len: usize) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Arc::new(Ring::open(&RingConfig::new(4096)).unwrap());
+        let pipeline = Pipeline::new(
+            ring.clone(),
+            SelfLog::new(ring.clone()).unwrap(),
+            IngestConfig::default(),
+        );
+        let driver = Arc::new(Driver::new(
+            pipeline,
+            StateFile::new(dir.path().join("state.json"), DEFAULT_MAX_STATE_LEN),
+            max_frame_len,
+            CancellationToken::new(),
+        ));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        Rig {
+            dir,
+            ring,
+            driver,
+            rt,
+        }
+    }
+
+    impl Rig {
+        /// A FIFO as dockerd makes it (held open read-write) and a
+        /// StartLogging for it.
+        fn start(&self, name: &str, id: &str) -> (PathBuf, std::fs::File) {
+            let file = self.dir.path().join(name);
+            nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let w = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&file)
+                .unwrap();
+            let info = Info {
+                container_id: id.into(),
+                container_name: "/web".into(),
+                container_image_name: "bb:latest".into(),
+                ..Info::default()
+            };
+            let meta = ContainerMeta::from_info(&info).unwrap();
+            let req = StartLogging {
+                file: file.clone(),
+                info,
+            };
+            self.rt
+                .block_on(self.driver.start_logging(req, meta))
+                .unwrap();
+            (file, w)
+        }
+
+        fn stop(&self, file: &Path) {
+            self.rt
+                .block_on(self.driver.stop_logging(StopLogging { file: file.into() }))
+                .unwrap();
+        }
+
+        /// (source, msg, flags, source time) of every entry.
+        fn entries(&self) -> Vec<(String, Vec<u8>, Flags, SourceTime)> {
+            let mut batch = ReadBatch::new();
+            self.ring.snapshot().cursor(All).read(&mut batch, 10_000);
+            batch
+                .iter()
+                .filter_map(|r| match r {
+                    Read::Entry(e) => Some((
+                        e.origin.source.clone(),
+                        e.msg.to_vec(),
+                        e.flags,
+                        e.source_time,
+                    )),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn container_msgs(&self) -> Vec<String> {
+            self.entries()
+                .into_iter()
+                .filter(|(s, ..)| s == "web")
+                .map(|(_, m, ..)| String::from_utf8_lossy(&m).into_owned())
+                .collect()
+        }
+
+        fn selflog(&self) -> String {
+            self.entries()
+                .into_iter()
+                .filter(|(s, ..)| s != "web")
+                .map(|(_, m, ..)| String::from_utf8_lossy(&m).into_owned() + "\n")
+                .collect()
+        }
+
+        /// The frames a ReadLogs answer holds, as (stream, time, line).
+        fn read_logs(&self, id: &str, config: ReadConfig) -> Vec<(String, i64, String)> {
+            let _in_runtime = self.rt.enter();
+            let mut rx = logs::stream(
+                self.ring.clone(),
+                id,
+                config,
+                None,
+                CancellationToken::new(),
+            );
+            let mut bytes = Vec::new();
+            self.rt.block_on(async {
+                while let Some(chunk) = rx.recv().await {
+                    bytes.extend_from_slice(&chunk.unwrap());
+                }
+            });
+            let mut out = Vec::new();
+            let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+            d.feed(&bytes, |ev| {
+                if let Decoded::Entry(e) = ev {
+                    out.push((
+                        e.source.clone(),
+                        e.time_nano,
+                        String::from_utf8_lossy(&e.line).into_owned(),
+                    ))
+                }
+            });
+            d.finish().unwrap();
+            out
+        }
+    }
+
+    fn frame(source: &str, t: i64, line: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(
+            &mut out,
+            &LogEntry {
+                source: source.into(),
+                time_nano: t,
+                line: line.to_vec(),
+                ..LogEntry::default()
+            },
+        );
+        out
+    }
+
+    fn piece(t: i64, line: &[u8], ordinal: i32, last: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(
+            &mut out,
+            &LogEntry {
+                source: "stdout".into(),
+                time_nano: t,
+                line: line.to_vec(),
+                partial: true,
+                partial_log_metadata: Some(PartialLogEntryMetadata {
+                    last,
+                    id: "p1".into(),
+                    ordinal,
+                }),
+            },
+        );
+        out
+    }
+
+    #[test]
+    fn bad_frames_are_skipped_in_sync_and_reported() {
+        let r = rig(100);
+        let (file, mut w) = r.start("f1", "c1");
+        let mut bytes = frame("stdout", 5, b"a");
+        // Over the cap of 100 bytes: skipped by its length.
+        bytes.extend(frame("stdout", 6, &[b'x'; 300]));
+        // Not a LogEntry (field 1 with wire type 7).
+        bytes.extend([0, 0, 0, 3, 0x0f, 0xff, 0xff]);
+        bytes.extend(frame("stderr", 7, b"b"));
+        bytes.extend(piece(8, b"jo", 1, false));
+        bytes.extend(piece(8, b"ined", 2, true));
+        w.write_all(&bytes).unwrap();
+        r.stop(&file);
+        assert_eq!(r.container_msgs(), ["a", "b", "joined"]);
+        let e: Vec<_> = r.entries().into_iter().filter(|e| e.0 == "web").collect();
+        assert_eq!(e[0].3, SourceTime::Kept(5), "time_nano is kept");
+        assert_eq!(e[1].2.stream(), Some(crate::entry::Stream::Stderr));
+        let log = r.selflog();
+        assert!(
+            log.contains("-byte frame on") && log.contains("over the cap of 100 bytes"),
+            "{log}"
+        );
+        assert!(log.contains("not a Docker LogEntry"), "{log}");
+        assert!(log.contains("1 oversized frame(s)"), "{log}");
+        // The FIFO is forgotten: the state file is empty again.
+        let state = std::fs::read_to_string(r.dir.path().join("state.json")).unwrap();
+        assert!(!state.contains("f1"), "{state}");
+        drop(w);
+    }
+
+    #[test]
+    fn stop_logging_drains_and_reports_a_cut_frame() {
+        let r = rig(DEFAULT_MAX_FRAME_LEN);
+        let (file, mut w) = r.start("f2", "c2");
+        let state = std::fs::read_to_string(r.dir.path().join("state.json")).unwrap();
+        assert!(state.contains("f2") && state.contains("c2"), "{state}");
+        // Many lines written just before StopLogging: all are stored.
+        let mut bytes = Vec::new();
+        for i in 0..2000 {
+            bytes.extend(frame("stdout", 1, format!("line {i}").as_bytes()));
+        }
+        let cut = frame("stdout", 1, b"never whole");
+        bytes.extend(&cut[..cut.len() - 3]);
+        // The pipe holds 64 KiB: write what fits, let the reader take it,
+        // then the rest, then stop at once.
+        let mut at = 0;
+        while at < bytes.len() {
+            match w.write(&bytes[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        r.stop(&file);
+        let msgs = r.container_msgs();
+        assert_eq!(msgs.len(), 2000);
+        assert_eq!(msgs[1999], "line 1999");
+        let log = r.selflog();
+        assert!(log.contains("ended") && log.contains("frame"), "{log}");
+        // Stopping again is fine (dockerd retries).
+        r.stop(&file);
+    }
+
+    #[test]
+    fn read_logs_counts_whole_lines_and_honours_the_times() {
+        let r = rig(DEFAULT_MAX_FRAME_LEN);
+        let ring = r.ring.clone();
+        let origin = r
+            .driver
+            .pipeline
+            .origin(Origin::new("web").with_label("container_id", "c3"))
+            .unwrap();
+        let other = r
+            .driver
+            .pipeline
+            .origin(Origin::new("db").with_label("container_id", "c4"))
+            .unwrap();
+        let mut b = r.driver.pipeline.batch();
+        let out = Flags::default().with_stream(Some(crate::entry::Stream::Stdout));
+        b.push(b"one", out, SourceTime::Kept(10));
+        b.push(b"tw", out.with_partial(true), SourceTime::Kept(20));
+        b.push(b"o", out, SourceTime::Kept(20));
+        b.push(b"three", out, SourceTime::Kept(30));
+        r.driver.pipeline.store_batch(&origin, None, &mut b);
+        b.push(b"not mine", out, SourceTime::Kept(15));
+        r.driver.pipeline.store_batch(&other, None, &mut b);
+        drop(ring);
+        let lines = |c: ReadConfig| -> Vec<String> {
+            r.read_logs("c3", c)
+                .into_iter()
+                .map(|(_, _, l)| l)
+                .collect()
+        };
+        assert_eq!(
+            lines(ReadConfig::default()),
+            ["one\n", "tw", "o\n", "three\n"]
+        );
+        let tail = |n| ReadConfig {
+            tail: Some(n),
+            ..ReadConfig::default()
+        };
+        assert_eq!(
+            lines(tail(2)),
+            ["tw", "o\n", "three\n"],
+            "a line of two pieces counts once"
+        );
+        assert_eq!(lines(tail(1)), ["three\n"]);
+        assert!(lines(tail(0)).is_empty());
+        assert_eq!(lines(tail(9)).len(), 4);
+        let window = ReadConfig {
+            since: Some(20),
+            until: Some(20),
+            ..ReadConfig::default()
+        };
+        assert_eq!(lines(window), ["tw", "o\n"], "both bounds inclusive");
+        let got = r.read_logs("c3", ReadConfig::default());
+        assert_eq!(
+            (got[0].0.as_str(), got[0].1),
+            ("stdout", 10),
+            "the container's time"
+        );
+        assert!(r.read_logs("nope", ReadConfig::default()).is_empty());
+    }
+}
