@@ -94,10 +94,7 @@ pub trait Reader<S: Select + Sync>: Send {
 
     /// Waits until there may be something to read, or the client goes
     /// away.
-    fn wait(
-        &mut self,
-        cursor: &Cursor<'_, S>,
-    ) -> impl Future<Output = Result<Wake, Gone>> + Send;
+    fn wait(&mut self, cursor: &Cursor<'_, S>) -> impl Future<Output = Result<Wake, Gone>> + Send;
 }
 
 /// Follows the ring from `cursor`'s position with `reader` until the

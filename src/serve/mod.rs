@@ -2,7 +2,7 @@
 //! API and the dashboard).
 
 pub mod dashboard;
+pub mod follow;
 pub mod http;
 pub mod loki;
-pub mod follow;
 pub mod memlogq;

@@ -31,8 +31,8 @@ use rustc_hash::FxHashMap;
 use crate::entry::EntryRef;
 use crate::format::{gap_message, json_str};
 use crate::ring::{Cursor, Read, ReadBatch, ReadStatus, Ring, Select};
-use crate::serve::follow::{self, Flow, Gone, Wake};
 use crate::selflog::SelfLog;
+use crate::serve::follow::{self, Flow, Gone, Wake};
 use crate::timefmt::now_ns;
 
 use super::answer::write_labels;

@@ -72,6 +72,4 @@ pub use protocol::{
     parse_request, parse_request_at, parse_ring_id, ring_id_text, ErrorCode, JsonRequest, Mode,
     Refusal, Request, RequestError, TimeValue, MAX_REQUEST_LEN,
 };
-pub use server::{
-    serve, QueryConfig, QueryFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
-};
+pub use server::{serve, QueryConfig, QueryFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS};

@@ -408,7 +408,6 @@ pub fn parse_request_at(line: &[u8], now_ns: u64) -> Result<Request, RequestErro
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,10 +508,7 @@ mod tests {
         assert_eq!(v["code"], "other_ring");
         assert_eq!(v["error"], e.to_string());
         assert_eq!(RequestError::TooLong.code(), ErrorCode::TooLong);
-        assert_eq!(
-            RequestError::Json("x".into()).code(),
-            ErrorCode::BadRequest
-        );
+        assert_eq!(RequestError::Json("x".into()).code(), ErrorCode::BadRequest);
         let future = RequestError::FutureSeq {
             since_seq: 9,
             newest: 3,

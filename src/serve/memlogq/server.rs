@@ -51,7 +51,6 @@ const DUMP_BOOSTS: usize = 8;
 /// At most one self-log entry per kind of event per this interval.
 const SELFLOG_INTERVAL: Duration = Duration::from_secs(10);
 
-
 /// The line format of mode-byte answers (`--query-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueryFormat {
@@ -91,7 +90,6 @@ impl Default for QueryConfig {
         }
     }
 }
-
 
 /// One kind of self-log event, reported at most once per interval with
 /// the totals since the last report.
@@ -518,7 +516,13 @@ struct Follower<'a> {
 
 impl<S: Select + Send + Sync> follow::Reader<S> for Follower<'_> {
     fn render(&mut self, batch: &ReadBatch) -> Flow {
-        if render(batch, self.format, &mut self.out, &mut self.left, self.tally) {
+        if render(
+            batch,
+            self.format,
+            &mut self.out,
+            &mut self.left,
+            self.tally,
+        ) {
             Flow::Done
         } else {
             Flow::More
@@ -642,7 +646,6 @@ fn render(
     }
     false
 }
-
 
 #[cfg(test)]
 mod tests {
