@@ -4,6 +4,11 @@
 //! The modules follow the data path: [`sources`] bring lines in, the
 //! [`ring`] keeps them, [`serve`] answers readers, [`sinks`] send entries
 //! out. [`entry`] is the one entry model all of them share.
+//!
+//! `unsafe` is denied outside [`ring`], which lists the files that hold it.
+
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
 pub mod daemon;

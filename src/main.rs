@@ -4,6 +4,8 @@
 //! the environment before it builds its runtime (`-daemonize` re-executes the
 //! program rather than forking).
 
+#![deny(unsafe_code)]
+
 fn main() {
     std::process::exit(ringtail::cli::main_with_args(std::env::args_os().collect()));
 }

@@ -591,6 +591,25 @@ fn json_request_resume_after_eviction_starts_with_a_gap() {
     srv.stop();
 }
 
+/// Refusals carry a code a client matches instead of the text.
+#[test]
+fn refusals_carry_a_code() {
+    let srv = Server::start(100, QueryConfig::default());
+    let code = |req: &str| {
+        let got = json_lines(&read_all(srv.json(req)));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0]["error"].is_string(), "{got:?}");
+        got[0]["code"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(code(r#"{"since_seq":999999}"#), "future_seq");
+    assert_eq!(
+        code(r#"{"since_seq":0,"ring_id":"00000000000000ff"}"#),
+        "other_ring"
+    );
+    assert_eq!(code(r#"{"mode":"sideways"}"#), "bad_request");
+    srv.stop();
+}
+
 #[test]
 fn json_request_filters() {
     let srv = Server::start(1000, QueryConfig::default());

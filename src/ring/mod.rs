@@ -52,14 +52,29 @@
 //! dropped and counted ([`Recovery::torn`]); new seqs continue after the last
 //! published one.
 //!
-//! All `unsafe` of ringtail lives in this module (the mapping in
-//! `region.rs`, the 128-bit claim word in `sync.rs`).
+//! # Where the `unsafe` is
+//!
+//! All `unsafe` of ringtail lives in this module, in exactly three files;
+//! the crate denies `unsafe_code` everywhere else (`src/lib.rs`), and every
+//! `unsafe` block says why it is sound (`clippy::undocumented_unsafe_blocks`
+//! is denied too):
+//!
+//! - `region.rs`: the mapping of a ring file as words, and the 128-bit
+//!   claim word inside it;
+//! - `sync.rs`: the loom shim's x86-64 instructions (streaming stores and
+//!   fences, 16-byte loads, prefetch) and the 128-bit claim word;
+//! - `mod.rs`: `copy_words_out`, which copies message words into a
+//!   reader's buffer without zero-filling it first.
+//!
+//! `read.rs`, `write.rs` and `origins.rs` hold none.
 
 #[cfg(not(ringtail_loom))]
 pub mod copy;
 mod origins;
 mod read;
+#[allow(unsafe_code)]
 mod region;
+#[allow(unsafe_code)]
 mod sync;
 mod write;
 
@@ -213,19 +228,22 @@ pub struct Recovery {
 /// `floor`, the highest time handed out so far (from a ring file too), and
 /// the floor is raised before the claim that uses the reading, so the next
 /// claim (which sees this one) sees the raised floor.
+///
+/// The floor is an atomic of the loom shim ([`sync`]), like every other
+/// atomic of the protocol, so the model checks its orderings too.
 struct Clock {
-    floor: std::sync::atomic::AtomicU64,
+    floor: AtomicU64,
 }
 
 impl Clock {
     fn new(not_before: u64) -> Clock {
         Clock {
-            floor: std::sync::atomic::AtomicU64::new(not_before),
+            floor: AtomicU64::new(not_before),
         }
     }
 
     fn now(&self) -> u64 {
-        use std::sync::atomic::Ordering as O;
+        use Ordering as O;
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -810,6 +828,7 @@ fn tail_word(tail: &[u8]) -> u64 {
 /// With `wide`, the words between the first 16-byte boundary and the last
 /// whole pair are copied with [`sync::load_pairs`].
 #[inline]
+#[allow(unsafe_code)]
 pub(crate) fn copy_words_out(
     words: &[AtomicU64],
     at: usize,

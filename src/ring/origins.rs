@@ -15,11 +15,10 @@
 //! Interning takes a mutex; it happens once per registration, never per line.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering as StdOrdering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::region::{hdr, Geometry, Region, ORIGIN_BYTES, ORIGIN_SLOT_WORDS};
-use super::sync::Ordering;
+use super::sync::{fence, Ordering};
 use crate::entry::Origin;
 
 /// Longest source name kept, in bytes; longer names are cut.
@@ -220,8 +219,10 @@ impl Origins {
         // decrement of the last handle's drop, so every entry appended
         // through that handle (published before the drop) is seen by the
         // scan. New entries need a live handle, so none can appear for these
-        // origins after this point.
-        std::sync::atomic::fence(StdOrdering::Acquire);
+        // origins after this point. (Through the loom shim like every
+        // other fence of the ring; loom does not model std's `Arc` count,
+        // so under loom the fence orders the model's own accesses only.)
+        fence(Ordering::Acquire);
         let referenced = referenced();
         let dead: Vec<Arc<Interned>> = unheld
             .into_iter()

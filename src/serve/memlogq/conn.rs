@@ -39,7 +39,7 @@ impl Conn {
     pub(super) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
-            match ready.try_io(|s| (&*s.get_ref()).read(buf)) {
+            match ready.try_io(|s| s.get_ref().read(buf)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
