@@ -453,6 +453,12 @@ impl Sink for Forwarder {
         self.options.clone()
     }
 
+    fn resuming(&mut self, ring: &crate::ring::Ring, from: Position) {
+        if let Backend::Loki(b) = &mut self.backend {
+            b.replay(ring, from.next_seq, &self.options.filter);
+        }
+    }
+
     fn deliver<'a>(&'a mut self, batch: &'a [Read<'a>], _next: Position) -> Delivering<'a> {
         Box::pin(async move {
             match &mut self.backend {

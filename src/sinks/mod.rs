@@ -65,6 +65,13 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// Called once by the follower before the first delivery, with the
+    /// ring and the position delivery resumes from: a sink whose encoding
+    /// depends on the entries before (Loki's per-stream timestamps) looks
+    /// back at them here, so a batch sent again after a restart is
+    /// encoded as it was the first time.
+    fn resuming(&mut self, _ring: &crate::ring::Ring, _from: Position) {}
+
     /// Delivers `batch`: entries and gaps in seq order, within the caps of
     /// [`options`](Self::options). Resolves once the destination has them
     /// (or has refused some for good, counted in [`Delivered`]); an error

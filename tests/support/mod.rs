@@ -43,9 +43,15 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The `ringtail` binary of this build.
+/// The `ringtail` binary of this build, or `RINGTAIL_TEST_BIN` when set
+/// (a copy of the binary, for a target directory that other checkouts
+/// build into at the same time).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringtail")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("RINGTAIL_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringtail").to_string())
+    })
 }
 
 /// Every entry a ring holds now.
