@@ -161,7 +161,9 @@ pub fn forwarders(
     tables: &[crate::cli::config::ConfigTable],
     context: &ForwardContext,
 ) -> Result<Vec<Box<dyn Sink>>, String> {
-    let mut specs: Vec<(ForwardTable, Box<dyn Fn(&str) -> String>)> = Vec::new();
+    // Each forwarder's table and how to word an error about it.
+    type ErrorAt = Box<dyn Fn(&str) -> String>;
+    let mut specs: Vec<(ForwardTable, ErrorAt)> = Vec::new();
     for f in flags {
         let t = table_of_flag(f)?;
         let f = f.clone();

@@ -159,7 +159,10 @@ pub fn run(
 /// The running sinks and their counters, shared by the daemon (which adds
 /// them) and the HTTP API (which reports them). Cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct Registry(Arc<std::sync::Mutex<Vec<(String, Arc<follower::FollowerStats>)>>>);
+pub struct Registry(Arc<std::sync::Mutex<Vec<Registered>>>);
+
+/// A sink's name and its follower's counters.
+pub type Registered = (String, Arc<follower::FollowerStats>);
 
 impl Registry {
     pub fn add(&self, name: String, stats: Arc<follower::FollowerStats>) {
@@ -170,7 +173,7 @@ impl Registry {
     }
 
     /// Every sink's name and counters, in start order.
-    pub fn all(&self) -> Vec<(String, Arc<follower::FollowerStats>)> {
+    pub fn all(&self) -> Vec<Registered> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
