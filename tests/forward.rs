@@ -236,12 +236,8 @@ fn kill_9_mid_stream_then_restart_ships_every_entry_once() {
     nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     drop(d);
     let before = loki_lines(&fake, "app").len();
-    let cursor = ring.with_extension("forward").join("c.cursor");
-    let cursor = if cursor.exists() {
-        cursor
-    } else {
-        PathBuf::from(format!("{}.forward/c.cursor", ring.display()))
-    };
+    // The default cursor location: <ring file>.forward/<name>.cursor.
+    let cursor = PathBuf::from(format!("{}.forward/c.cursor", ring.display()));
     assert!(cursor.exists(), "the cursor file {}", cursor.display());
     let d = start(dir.path(), &cfg, &[]);
     // The ring file holds what the daemon read before it was killed; the
