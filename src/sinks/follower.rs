@@ -191,6 +191,7 @@ impl Follower {
     ) -> Result<(), String> {
         let ring = self.pipeline.ring().clone();
         let filter = self.options.filter.clone();
+        sink.resuming(&ring, self.position);
         let mut cursor = ring.cursor(self.position.next_seq, &filter);
         let mut batch = ReadBatch::new();
         // Gaps reported in the current episode: a run of batches with gaps.

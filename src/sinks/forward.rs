@@ -161,7 +161,9 @@ pub fn forwarders(
     tables: &[crate::cli::config::ConfigTable],
     context: &ForwardContext,
 ) -> Result<Vec<Box<dyn Sink>>, String> {
-    let mut specs: Vec<(ForwardTable, Box<dyn Fn(&str) -> String>)> = Vec::new();
+    // Each forwarder's table and how to word an error about it.
+    type ErrorAt = Box<dyn Fn(&str) -> String>;
+    let mut specs: Vec<(ForwardTable, ErrorAt)> = Vec::new();
     for f in flags {
         let t = table_of_flag(f)?;
         let f = f.clone();
@@ -451,6 +453,12 @@ impl Sink for Forwarder {
             let _ = std::fs::create_dir_all(dir);
         }
         self.options.clone()
+    }
+
+    fn resuming(&mut self, ring: &crate::ring::Ring, from: Position) {
+        if let Backend::Loki(b) = &mut self.backend {
+            b.replay(ring, from.next_seq, &self.options.filter);
+        }
     }
 
     fn deliver<'a>(&'a mut self, batch: &'a [Read<'a>], _next: Position) -> Delivering<'a> {

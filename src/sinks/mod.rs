@@ -65,6 +65,13 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// Called once by the follower before the first delivery, with the
+    /// ring and the position delivery resumes from: a sink whose encoding
+    /// depends on the entries before (Loki's per-stream timestamps) looks
+    /// back at them here, so a batch sent again after a restart is
+    /// encoded as it was the first time.
+    fn resuming(&mut self, _ring: &crate::ring::Ring, _from: Position) {}
+
     /// Delivers `batch`: entries and gaps in seq order, within the caps of
     /// [`options`](Self::options). Resolves once the destination has them
     /// (or has refused some for good, counted in [`Delivered`]); an error
@@ -152,7 +159,10 @@ pub fn run(
 /// The running sinks and their counters, shared by the daemon (which adds
 /// them) and the HTTP API (which reports them). Cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct Registry(Arc<std::sync::Mutex<Vec<(String, Arc<follower::FollowerStats>)>>>);
+pub struct Registry(Arc<std::sync::Mutex<Vec<Registered>>>);
+
+/// A sink's name and its follower's counters.
+pub type Registered = (String, Arc<follower::FollowerStats>);
 
 impl Registry {
     pub fn add(&self, name: String, stats: Arc<follower::FollowerStats>) {
@@ -163,7 +173,7 @@ impl Registry {
     }
 
     /// Every sink's name and counters, in start order.
-    pub fn all(&self) -> Vec<(String, Arc<follower::FollowerStats>)> {
+    pub fn all(&self) -> Vec<Registered> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

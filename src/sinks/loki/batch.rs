@@ -28,10 +28,10 @@
 //!   once producers' own times are shipped) is sent as that last + 1 ns,
 //!   which also keeps a stream in order for a Loki with ordered writes.
 //!   The same batch body is re-sent byte for byte on a retry, so Loki
-//!   recognises what it already has. (After a restart of ringtail the
-//!   memory starts empty; an entry that shares its ring time *and* its
-//!   line with an entry of its stream shipped before the restart would
-//!   then be taken by Loki for a duplicate.)
+//!   recognises what it already has. After a restart of ringtail the
+//!   forwarder rebuilds this memory from the ring before it sends
+//!   ([`super::sink::LokiShipper::replay`]), so the entries sent again get
+//!   the timestamps they had.
 //! - **Encodings.** Protobuf `PushRequest` compressed with block (raw)
 //!   snappy, `Content-Type: application/x-protobuf` (Loki's native form and
 //!   the default); or JSON, optionally gzip-compressed.

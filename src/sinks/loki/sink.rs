@@ -21,7 +21,11 @@ use std::collections::BTreeMap;
 
 use super::{push, LokiBatch, LokiBatcher, LokiTarget, PushOutcome, RetryCause};
 use crate::entry::EntryRef;
-use crate::ring::Read;
+use crate::filter::Filter;
+use crate::ring::{Read, ReadBatch, ReadStatus};
+
+/// The most entries [`LokiShipper::replay`] reads back.
+pub const REPLAY_MAX: u64 = 65_536;
 use crate::sinks::http::HttpClient;
 use crate::sinks::ship::Admit;
 use crate::sinks::{Delivered, SinkError};
@@ -49,6 +53,57 @@ impl LokiShipper {
             done_through: None,
             pending: None,
         }
+    }
+
+    /// Rebuilds the batcher's memory of the timestamps it sent just before
+    /// `next_seq`, after a restart: the entries of the ring before
+    /// `next_seq` that share the last one's receive time (the batcher
+    /// shifts such entries by a nanosecond each, so that Loki does not take
+    /// two identical lines for one) are run through the batcher and the
+    /// batch dropped. A batch sent again after a restart then carries the
+    /// timestamps it carried the first time (Loki drops it as a duplicate
+    /// instead of storing it twice or refusing it as out of order), and
+    /// the entries after it follow in order. At most [`REPLAY_MAX`]
+    /// entries are read.
+    pub fn replay(&mut self, ring: &crate::ring::Ring, next_seq: u64, filter: &Filter) {
+        let from = next_seq.saturating_sub(REPLAY_MAX).max(ring.oldest_seq());
+        if from >= next_seq {
+            return;
+        }
+        let mut batch = ReadBatch::new();
+        // Pass 1: the receive time of the last entry before `next_seq`.
+        let mut last_time = None;
+        let mut cursor = ring.cursor(from, filter);
+        while cursor.position() < next_seq {
+            let status = cursor.read(&mut batch, 1024);
+            for item in batch.iter() {
+                if let Read::Entry(e) = item {
+                    if e.seq < next_seq {
+                        last_time = Some(e.time);
+                    }
+                }
+            }
+            if status == ReadStatus::CaughtUp || batch.is_empty() {
+                break;
+            }
+        }
+        let Some(t) = last_time else { return };
+        // Pass 2: the entries with that time, in order, through the batcher.
+        let mut cursor = ring.cursor(from, filter);
+        while cursor.position() < next_seq {
+            let status = cursor.read(&mut batch, 1024);
+            for item in batch.iter() {
+                if let Read::Entry(e) = item {
+                    if e.seq < next_seq && e.time == t {
+                        let _ = self.batcher.push(&e);
+                    }
+                }
+            }
+            if status == ReadStatus::CaughtUp || batch.is_empty() {
+                break;
+            }
+        }
+        let _ = self.batcher.finish();
     }
 
     /// Sends the entries of `items` Loki does not have yet.
