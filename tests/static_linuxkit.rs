@@ -64,7 +64,7 @@ fn chroot(root: &Path, args: &[&str]) -> Output {
         .arg(root)
         .args(args)
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .expect("run chroot")
 }
@@ -166,6 +166,7 @@ fn the_static_binary_runs_in_an_empty_root() {
         .args(["--socket-query", "/query.sock", "--http", "off"])
         .args(["--ring-file", "/ring"])
         .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -240,6 +241,17 @@ fn linuxkit_root(dir: &Path) -> PathBuf {
     for d in ["bin", "var/run", "tmp", "dev"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    // LinuxKit's root has /dev/null (-daemonize puts the daemon's stdin
+    // there).
+    ok(
+        Command::new("mknod")
+            .args(["-m", "666"])
+            .arg(root.join("dev/null"))
+            .args(["c", "1", "3"])
+            .output()
+            .unwrap(),
+        "mknod /dev/null",
+    );
     let busybox = ok(
         Command::new("sh")
             .args(["-c", "command -v busybox"])
@@ -340,8 +352,15 @@ log.bind(root + "/var/run/linuxkit-external-logging.sock")
 query = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 query.bind(root + "/var/run/memlogdq.sock")
 query.listen(16)
-os.dup2(log.fileno(), 3)
-os.dup2(query.fileno(), 4)
+# Above 4 first, so that dup2 onto 3 and 4 never meets itself (a no-op
+# that would leave close-on-exec set).
+l, q = os.dup(log.fileno()) + 10, os.dup(query.fileno()) + 10
+os.dup2(log.fileno(), l)
+os.dup2(query.fileno(), q)
+log.close()
+query.close()
+os.dup2(l, 3)
+os.dup2(q, 4)
 os.execvp("chroot", ["chroot", root, "/usr/bin/memlogd", "-fd-log", "3", "-fd-query", "4", "-max-lines", "100"])
 "#;
     let mut daemon = Command::new("python3")
@@ -355,7 +374,9 @@ os.execvp("chroot", ["chroot", root, "/usr/bin/memlogd", "-fd-log", "3", "-fd-qu
         .expect("python3 (apt-get install python3)");
     let stderr = support::collect(daemon.stderr.take().unwrap());
     wait_for("memlogd (ringtail) to listen on fds 3 and 4", || {
-        stderr.lock().unwrap().contains("listening")
+        let e = stderr.lock().unwrap().clone();
+        assert!(!e.contains("error"), "{e}");
+        e.contains("listening")
     });
     let e = stderr.lock().unwrap().clone();
     assert!(e.contains("fd 3") && e.contains("fd 4"), "{e}");
