@@ -83,7 +83,8 @@ fn the_package_installs_a_working_ringtail() {
     let version = ok(Command::new("chroot")
         .arg(&root)
         .args(["/usr/bin/ringtail", "--version"])
-        .env_clear());
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
     assert_eq!(
         version.trim(),
         format!("ringtail {}", env!("CARGO_PKG_VERSION"))
@@ -98,7 +99,8 @@ fn the_package_installs_a_working_ringtail() {
             "/etc/ringtail/ringtail.toml",
             "--check",
         ])
-        .env_clear());
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
     assert!(check.contains("max-lines"), "{check}");
     // The unit starts what the package installed, with that config.
     let unit = std::fs::read_to_string(root.join("lib/systemd/system/ringtail.service")).unwrap();
