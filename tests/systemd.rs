@@ -258,7 +258,10 @@ fn socket_activation_by_name_with_notify_and_watchdog() {
         .find(|l| l.starts_with("ringtail: listening"))
         .unwrap();
     assert!(
-        !listening.contains("/nonexistent") && !listening.contains(":1/"),
+        !listening.contains("/nonexistent")
+            && !listening.contains(":1/")
+            && listening.contains("(systemd fd 3)")
+            && listening.contains("(systemd fd 4)"),
         "activated sockets replace the paths given: {listening}"
     );
     wait_for("the first client's line", || {

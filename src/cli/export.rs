@@ -26,8 +26,8 @@ pub struct ExportArgs {
     pub max_log_size: u64,
 
     /// The daemon's query socket (default: the one `ringtail serve` uses by
-    /// default).
-    #[arg(long, value_name = "PATH")]
+    /// default). `--socket` (logread's and logwrite's name) is an alias.
+    #[arg(long = "socket-query", visible_alias = "socket", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// Use memlogd's query socket (/var/run/memlogdq.sock).

@@ -1,6 +1,13 @@
 //! The `ringtail` command line: `serve` (the daemon), `read` (like
-//! LinuxKit's logread), `run` (like LinuxKit's logwrite wrapper) and
-//! `export` (like LinuxKit's logwrite service).
+//! LinuxKit's logread; with `--ring-file`, post mortem), `run` (like
+//! LinuxKit's logwrite wrapper), `export` (like LinuxKit's logwrite
+//! service), `inspect` (a ring file's facts), and the hidden `man` and
+//! `completions` for packagers.
+//!
+//! One vocabulary: a thing several subcommands take has one flag name
+//! everywhere (`--socket-query`, `--socket-log`, `--ring-file`,
+//! `--memlogd-paths`); other tools' spellings are aliases
+//! (tests/cli_vocabulary.rs walks every flag).
 //!
 //! This module owns parsing and the defaults every subcommand shares (where
 //! the sockets are, how sizes are written); each subcommand's module turns
@@ -13,6 +20,7 @@
 
 pub mod argv;
 pub mod config;
+pub mod docs;
 pub mod export;
 pub mod inspect;
 pub mod read;
@@ -64,6 +72,12 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Show what a ring file holds (header, sizes, seqs, times, sources), without a daemon.
     Inspect(inspect::InspectArgs),
+    /// Print the man page, or write every page into a directory (for packagers).
+    #[command(hide = true)]
+    Man(docs::ManArgs),
+    /// Print shell completions for bash, zsh or fish (for packagers).
+    #[command(hide = true)]
+    Completions(docs::CompletionsArgs),
 }
 
 /// The `ringtail` program: parses `args` (argv, program name first) and
@@ -78,6 +92,8 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Run(args) => run::main(args),
         Command::Export(args) => export::main(args),
         Command::Inspect(args) => inspect::main(args),
+        Command::Man(args) => docs::man(args),
+        Command::Completions(args) => docs::completions(args),
     }
 }
 

@@ -43,8 +43,8 @@ pub struct ReadArgs {
     pub ring_file: Option<PathBuf>,
 
     /// The daemon's query socket (default: the one `ringtail serve` uses by
-    /// default).
-    #[arg(long, value_name = "PATH")]
+    /// default). `--socket` (logread's and logwrite's name) is an alias.
+    #[arg(long = "socket-query", visible_alias = "socket", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// Use memlogd's query socket (/var/run/memlogdq.sock).
