@@ -219,6 +219,13 @@ fn parse_object<'a>(raw: &'a [u8], n: usize, q: &IngestQuery) -> Result<Parsed<'
         })?),
         Some(serde_json::Value::Number(v)) => Some(
             v.as_u64()
+                // JSON has one number type: `4.0` is the integer 4 (as JSON
+                // Schema's `integer` says), not a fraction.
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..=7.0).contains(f))
+                        .map(|f| f as u64)
+                })
                 .and_then(|l| u8::try_from(l).ok())
                 .and_then(Level::from_severity)
                 .ok_or_else(|| line_error(n, format!("`level` {v} is not 0-7")))?,
@@ -344,5 +351,32 @@ mod tests {
         .unwrap();
         assert_eq!(o.source, "a\\x00b");
         assert_eq!((o.label("k"), o.label("l")), (Some("q"), Some("v")));
+    }
+
+    #[test]
+    fn levels_as_numbers() {
+        let q = IngestQuery::default();
+        let level = |json: &str| {
+            parse_object(json.as_bytes(), 1, &q)
+                .map(|p| p.flags.level())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            level(r#"{"source":"s","msg":"m","level":4}"#),
+            Ok(Some(Level::Warning))
+        );
+        assert_eq!(
+            level(r#"{"source":"s","msg":"m","level":4.0}"#),
+            Ok(Some(Level::Warning))
+        );
+        assert_eq!(
+            level(r#"{"source":"s","msg":"m","level":"ERR"}"#),
+            Ok(Some(Level::Error))
+        );
+        assert_eq!(level(r#"{"source":"s","msg":"m","level":null}"#), Ok(None));
+        for bad in ["4.5", "8", "-1", "8.0", "1e300"] {
+            let e = level(&format!(r#"{{"source":"s","msg":"m","level":{bad}}}"#)).unwrap_err();
+            assert!(e.contains("is not 0-7"), "{bad}: {e}");
+        }
     }
 }

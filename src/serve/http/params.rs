@@ -116,6 +116,8 @@ pub enum ParamError {
     },
     /// `after` and `before` leave no seq in between.
     EmptySeqRange { after: u64, before: u64 },
+    /// A source name the ring would refuse (empty, or too long).
+    Source(crate::sources::pipeline::OriginError),
 }
 
 impl fmt::Display for ParamError {
@@ -155,6 +157,7 @@ impl fmt::Display for ParamError {
                 "parameters `after` ({after}) and `before` ({before}) leave no seq in between: \
                  after must be less than before - 1"
             ),
+            ParamError::Source(e) => write!(f, "parameter `source`: {e}"),
         }
     }
 }
@@ -467,6 +470,10 @@ pub fn parse_ingest(query: &str) -> Result<IngestQuery, ParamError> {
         match pair.key.as_str() {
             "source" => {
                 once.take("source")?;
+                // Checked here, not only when a line uses it: a bad
+                // `?source=` is an error even if every NDJSON object
+                // names its own source.
+                crate::sources::pipeline::source_name(v).map_err(ParamError::Source)?;
                 q.source = Some(v.to_string());
             }
             "stream" => {
@@ -600,6 +607,17 @@ mod tests {
             .to_string()
             .contains("stdout"));
         assert!(parse_ingest("level=9").is_err());
+        // A bad source is refused even when no line would use it.
+        let long = format!("source={}", "a".repeat(256));
+        assert!(parse_ingest(&long)
+            .unwrap_err()
+            .to_string()
+            .starts_with("parameter `source`: the source name is 256 bytes long"));
+        assert!(parse_ingest("source=")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(parse_ingest(&format!("source={}", "a".repeat(255))).is_ok());
         assert!(parse_ingest("limit=1")
             .unwrap_err()
             .to_string()
