@@ -428,11 +428,22 @@ impl Daemon {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 
-    /// The HTTP address it printed (`HTTP API on http://ADDR/`).
+    /// The HTTP address it printed (`HTTP API on http://ADDR/`), once the
+    /// whole listening line has arrived (stderr comes in chunks that can
+    /// end mid-line).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        let e = self.stderr();
-        let at = e.find("http://")? + "http://".len();
-        e[at..].split('/').next()?.parse().ok()
+        let listening_line = || {
+            let e = self.stderr();
+            let start = e.find("listening")?;
+            let end = start + e[start..].find('\n')?;
+            Some(e[start..end].to_string())
+        };
+        wait_for("the daemon's whole listening line", || {
+            listening_line().is_some()
+        });
+        let line = listening_line()?;
+        let at = line.find("http://")? + "http://".len();
+        line[at..].split('/').next()?.parse().ok()
     }
 
     /// `ringtail read --socket <query> ARGS`.
