@@ -560,3 +560,26 @@ fn garbage_is_a_bare_or_plain_message() {
         assert!(m.msg.len() <= piece.len());
     }
 }
+
+/// Found by the `syslog_parse` fuzz target: an RFC 5424 header that ends
+/// right after a field gave an empty message that borrowed from nowhere,
+/// so a message's bytes were no longer known to lie inside the datagram.
+#[test]
+fn every_field_borrows_from_the_input_even_when_empty() {
+    for input in [
+        &b"<13>1 - host app 1 id"[..],
+        b"<13>1 - host app 1 id ",
+        b"<13>1 - - - - -",
+        b"<13>Dec  2 05:47:46 app:",
+    ] {
+        let m = parse(input, &local(), captured_at());
+        let range = input.as_ptr_range();
+        assert!(
+            range.contains(&m.msg.as_ptr()) || m.msg.as_ptr() == range.end,
+            "{:?}: msg {:?} does not borrow from the input",
+            String::from_utf8_lossy(input),
+            m.msg
+        );
+        assert!(m.msg.is_empty());
+    }
+}
