@@ -191,19 +191,19 @@ pub struct ServeArgs {
 
     /// How long a client may take to send a request head once it has
     /// started one (closes connections that trickle headers).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
-    pub http_header_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Timeout(http::conn::DEFAULT_HEADER_TIMEOUT))]
+    pub http_header_timeout: Timeout,
 
     /// How long a connection with no request in progress stays open
     /// (keep-alive, or opened and silent). Live follow streams are never
     /// idle.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
-    pub http_idle_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Timeout(http::conn::DEFAULT_IDLE_TIMEOUT))]
+    pub http_idle_timeout: Timeout,
 
     /// How long a non-streaming HTTP request may take (e.g. 30s); longer
     /// ones get 408.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
-    pub http_timeout: Duration,
+    #[arg(long, value_name = "DURATION", default_value_t = Timeout(http::DEFAULT_TIMEOUT))]
+    pub http_timeout: Timeout,
 
     /// Bind the sockets, then go to the background; the command returns
     /// once the daemon serves (memlogd's -daemonize).
@@ -276,6 +276,33 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?}: the timeout must be at least 1ms"));
     }
     Ok(Duration::from_nanos(ns))
+}
+
+/// A timeout flag's value: parsed from `10s`, `1m`, `500ms`, and printed
+/// the same way, so that clap's `--help` shows the default defined by the
+/// server module rather than a second copy of it written as text here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+impl std::str::FromStr for Timeout {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_timeout(text).map(Timeout)
+    }
+}
+
+impl std::fmt::Display for Timeout {
+    /// The largest whole unit: `90s` rather than `1m30s`, `1500ms`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            _ if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            _ if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            _ if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            _ => write!(f, "{ms}ms"),
+        }
+    }
 }
 
 /// The HTTP token: from `--http-token FILE`, else `RINGTAIL_HTTP_TOKEN`.
@@ -440,12 +467,12 @@ impl ServeArgs {
                                 .unwrap_or(usize::MAX),
                             ..Default::default()
                         },
-                        timeout: self.http_timeout,
+                        timeout: self.http_timeout.0,
                         max_inflight: usize::try_from(self.http_max_inflight).unwrap_or(usize::MAX),
                         connections: http::conn::ConnLimits {
                             max_connections: self.http_max_connections.max(1),
-                            header_timeout: self.http_header_timeout,
-                            idle_timeout: self.http_idle_timeout,
+                            header_timeout: self.http_header_timeout.0,
+                            idle_timeout: self.http_idle_timeout.0,
                         },
                         sinks: sink_registry.clone(),
                         ..HttpConfig::default()
@@ -764,5 +791,18 @@ mod tests {
         let e = config(&["--http-token", "/nonexistent/t"]).unwrap_err();
         assert!(e.contains("cannot read the token file"), "{e}");
         assert!(parse_timeout("10s").is_ok() && parse_timeout("0s").is_err());
+        // What --help prints as a default parses back to the same value.
+        for d in [
+            http::conn::DEFAULT_HEADER_TIMEOUT,
+            http::conn::DEFAULT_IDLE_TIMEOUT,
+            http::DEFAULT_TIMEOUT,
+            Duration::from_millis(1500),
+            Duration::from_secs(90),
+            Duration::from_secs(7200),
+        ] {
+            let text = Timeout(d).to_string();
+            assert_eq!(text.parse::<Timeout>(), Ok(Timeout(d)), "{text}");
+        }
+        assert_eq!(Timeout(Duration::from_secs(60)).to_string(), "1m");
     }
 }
