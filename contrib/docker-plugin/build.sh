@@ -9,10 +9,8 @@
 #   RINGTAIL_BIN=PATH   use this binary instead of building one; it must be
 #                       statically linked (the plugin's rootfs has no libc).
 #
-# The build is glibc, statically linked: RUSTFLAGS gets
-# `-C target-feature=+crt-static`, and `--target` is given explicitly so
-# that the flag applies to ringtail only, not to build scripts and proc
-# macros (which must stay dynamic). No musl toolchain is needed.
+# The binary comes from scripts/build-static (glibc linked statically; no
+# musl toolchain is needed).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,10 +18,7 @@ root=$(cd "$here/../.." && pwd)
 out=${1:-$root/target/docker-plugin}
 
 if [ -z "${RINGTAIL_BIN:-}" ]; then
-    target=$(rustc -vV | sed -n 's/^host: //p')
-    (cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        cargo build --release --target "$target" --bin ringtail)
-    bin=$root/target/$target/release/ringtail
+    bin=$("$root/scripts/build-static")
 else
     bin=$RINGTAIL_BIN
 fi
@@ -31,7 +26,7 @@ fi
 # A dynamically linked binary would not start in the empty rootfs.
 if command -v readelf >/dev/null 2>&1; then
     if readelf -d "$bin" | grep -q '(NEEDED)'; then
-        echo "build.sh: $bin needs shared libraries; build it with -C target-feature=+crt-static" >&2
+        echo "build.sh: $bin needs shared libraries; build it with scripts/build-static" >&2
         exit 1
     fi
 fi
