@@ -645,8 +645,8 @@ impl RelpClient {
     /// Sends what of `msgs` it has not taken yet, as far as the window
     /// allows, and returns as soon as the server's answers make more
     /// messages done than before the call (or every message taken is
-    /// done). The window is refilled before it returns, so messages stay
-    /// in flight while the forwarder writes its cursor.
+    /// done). The rest of the window stays in flight; the next call
+    /// refills it.
     pub async fn send_some(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
         self.send(msgs, false).await
     }
@@ -680,11 +680,15 @@ impl RelpClient {
             if next == todo.len() && self.session.unanswered() == 0 {
                 break;
             }
-            if !all && self.session.done_through() != start {
-                break;
-            }
             if let Err(p) = self.read_answers().await {
                 return Err(self.fail(p));
+            }
+            // Return before refilling the window: while the forwarder
+            // writes its cursor, nothing is in flight beyond the window
+            // that the last written cursor allowed, so a crash then re-sends
+            // at most one window.
+            if !all && self.session.done_through() != start {
+                break;
             }
         }
         Ok(SyslogAck {
