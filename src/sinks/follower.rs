@@ -591,6 +591,9 @@ mod tests {
     use crate::sinks::cursor::read_cursor;
     use crate::sinks::Delivering;
 
+    /// Per delivery: the batch's first seq, and the cursor file's seq then.
+    type Seen = Vec<(u64, Option<u64>)>;
+
     /// A sink that acknowledges `step` entries per delivery (the rest of
     /// the batch is for the next one) and records, at each delivery, the
     /// batch's first seq and what the cursor file said then.
@@ -599,7 +602,7 @@ mod tests {
         cursor_file: std::path::PathBuf,
         /// Deliveries that acknowledge nothing (before a `seq` of the batch).
         stalls: u32,
-        seen: Arc<Mutex<Vec<(u64, Option<u64>)>>>,
+        seen: Arc<Mutex<Seen>>,
     }
 
     impl Sink for InParts {
@@ -651,10 +654,7 @@ mod tests {
         }
     }
 
-    fn run_in_parts(
-        step: usize,
-        stalls: u32,
-    ) -> (Vec<(u64, Option<u64>)>, Vec<u64>, Arc<FollowerStats>) {
+    fn run_in_parts(step: usize, stalls: u32) -> (Seen, Vec<u64>, Arc<FollowerStats>) {
         let dir = tempfile::tempdir().unwrap();
         let ring = Arc::new(Ring::open(&RingConfig::new(10_000)).unwrap());
         let selflog = SelfLog::new(ring.clone()).unwrap();

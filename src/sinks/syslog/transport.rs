@@ -1,7 +1,9 @@
 //! Sending formatted syslog messages: plain TCP with octet counting, UDP,
 //! and RELP. Each client takes a batch of `(seq, message)` pairs in seq
 //! order and answers with a [`SyslogAck`]: the highest seq the forwarder's
-//! cursor may move to.
+//! cursor may move to. `send_batch` answers once the whole batch is done;
+//! `send_some` (TCP, RELP) as soon as more of it is done than before, so
+//! that the forwarder's cursor follows the acknowledgements.
 //!
 //! # Idempotent by seq
 //!
