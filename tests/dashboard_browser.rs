@@ -6,10 +6,18 @@
 //! source filtering the tail, pause and resume. It saves screenshots to
 //! `target/dashboard.png` and `target/dashboard-dark.png`.
 //!
+//! A second test runs two `ringtail serve` processes, one forwarding to
+//! the other over the Loki push API, and checks the dashboard's
+//! forwarding card: the forwarder's target, state, lag, shipped, retries
+//! and evicted-before-shipped counts, through an outage of the receiver
+//! long enough for the ring to evict what was waiting.
+//!
 //! Needs Debian's `chromium` and `chromium-driver`. When they are missing
 //! the test installs them with apt-get (as root); it skips, saying why,
 //! only when it cannot (not root, or no apt-get) and `CI` is not set. In
 //! CI it always runs.
+
+mod support;
 
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
@@ -537,4 +545,277 @@ async fn dashboard_on_a_full_ring() {
     assert!(lines.as_u64().unwrap() <= 2000);
     s.screenshot("dashboard-full-ring.png").await;
     shutdown.cancel();
+}
+
+/// What the dashboard's forwarding card shows for one forwarder, read from
+/// the page: `null` while the row is not there.
+const FORWARDER_ROW: &str = r#"
+const card = document.getElementById('forwarders');
+const r = document.querySelector('#fwd-rows tr[data-sink="loki:central"]');
+if (!r || card.hidden) return null;
+const cell = (k) => r.querySelector(`td[data-k="${k}"]`);
+const pill = r.querySelector('.pill');
+return {
+  state: r.dataset.state,
+  pill: pill.textContent,
+  error: pill.title,
+  target: r.querySelector('.target').textContent,
+  shipped: Number(cell('shipped').dataset.v),
+  shipped_text: cell('shipped').querySelector('.n').textContent,
+  lag: Number(cell('lag-entries').dataset.v),
+  lag_text: cell('lag-entries').textContent,
+  lag_seconds: Number(cell('lag-entries').dataset.seconds),
+  retries: Number(cell('retries').dataset.v),
+  evicted: Number(cell('evicted').dataset.v),
+  evicted_text: cell('evicted').querySelector('.n').textContent,
+};"#;
+
+/// `n` with thousands separators, as the page writes numbers.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Session {
+    /// Polls the forwarder's row until `cond` holds; returns the row.
+    async fn wait_row(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let row = self.script(FORWARDER_ROW).await;
+            if !row.is_null() && cond(&row) {
+                return row;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the row shows {row}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Runs blocking test-harness code (process starts, socket reads) from
+/// the async test.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// The `app` lines a daemon holds, in order.
+fn app_lines(d: &support::Daemon) -> Vec<String> {
+    d.read(&["-o", "ndjson", "--source", "app"])
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["msg"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_each_forwarders_lag() {
+    if !browser_or_skip("dashboard_shows_each_forwarders_lag") {
+        return;
+    }
+    use support::{wait_for, Daemon};
+    // The receiver keeps its address across its restart, as a central
+    // store does.
+    let http = format!("127.0.0.1:{}", free_port());
+    let receiver_dir = tempfile::tempdir().unwrap();
+    // A ring file: it keeps what it received across its restart.
+    let receiver_ring = receiver_dir.path().join("ring").display().to_string();
+    let receiver_args = [
+        "--max-lines",
+        "100000",
+        "--ring-file",
+        receiver_ring.as_str(),
+        "--http",
+        http.as_str(),
+    ];
+    let mut receiver = blocking(|| Daemon::start(receiver_dir.path(), &receiver_args));
+    // The sender's ring holds 3000 entries: an outage with more waiting
+    // makes it evict some before they are shipped.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ringtail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max-lines = 3000\n[[forward]]\nname = \"central\"\nloki = \"http://{http}\"\n\
+             sources = [\"app\"]\nbatch-delay = \"5ms\"\nbatch-entries = 500\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let sender = blocking(|| {
+        Daemon::start(
+            dir.path(),
+            &[
+                "--config",
+                &config,
+                "--http",
+                "127.0.0.1:0",
+                "--follower-pacing",
+                "0",
+            ],
+        )
+    });
+    let addr = blocking(|| sender.http_addr()).expect("the sender's HTTP address");
+    let all: Vec<String> = (0..5500).map(|i| format!("app {i:06}")).collect();
+
+    let (_driver, s, _profile, http_client) = start_browser().await;
+    s.cmd(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
+    let stats = || async {
+        let v: Value = http_client
+            .get(format!("http://{addr}/api/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["sinks"][0].clone()
+    };
+
+    // Caught up: everything shipped, no lag.
+    let row = s
+        .wait_row("the forwarder's row", |r| r["state"] == "idle")
+        .await;
+    assert_eq!(
+        row["target"],
+        json!(format!("→ http://{http}/loki/api/v1/push")),
+        "{row}"
+    );
+    blocking(|| sender.log_lines(b"app", &all[..1000]));
+    blocking(|| {
+        wait_for("1000 lines at the receiver", || {
+            app_lines(&receiver).len() == 1000
+        })
+    });
+    let row = s
+        .wait_row("1000 shipped and caught up", |r| {
+            r["shipped"] == 1000 && r["lag"] == 0 && r["state"] == "idle"
+        })
+        .await;
+    assert_eq!(row["shipped_text"], "1,000", "{row}");
+    assert_eq!(row["pill"], "caught up", "{row}");
+    assert_eq!(
+        (row["retries"].as_u64(), row["evicted"].as_u64()),
+        (Some(0), Some(0)),
+        "{row}"
+    );
+    assert_eq!(row["lag_seconds"], 0.0, "{row}");
+    assert!(app_lines(&receiver) == all[..1000]);
+
+    // The receiver goes away: the forwarder backs off and falls behind.
+    blocking(|| receiver.stop());
+    blocking(|| sender.log_lines(b"app", &all[1000..1500]));
+    let row = s
+        .wait_row("backing off, 500 entries behind", |r| {
+            r["state"] == "backing_off"
+                && r["retries"].as_u64() >= Some(1)
+                && r["lag"].as_u64() >= Some(500)
+        })
+        .await;
+    assert!(
+        row["pill"].as_str().unwrap().starts_with("backing off"),
+        "{row}"
+    );
+    assert!(
+        !row["error"].as_str().unwrap().is_empty(),
+        "the reason: {row}"
+    );
+    assert!(row["lag_seconds"].as_f64().unwrap() > 0.0, "{row}");
+    // What the page shows is what the API says (nothing else arrives
+    // while the forwarder waits, so the lag holds still).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let api = stats().await;
+        let row = s.script(FORWARDER_ROW).await;
+        if row["lag"] == api["lag_entries"] && row["shipped"] == api["delivered_entries_total"] {
+            assert_eq!(row["shipped"], 1000, "{row}");
+            assert!(
+                row["lag_text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&grouped(row["lag"].as_u64().unwrap())),
+                "{row}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page shows {row}, the API {api}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // More than the ring holds arrives while the receiver is away; then
+    // it comes back on the same address.
+    blocking(|| sender.log_lines(b"app", &all[1500..]));
+    blocking(|| {
+        wait_for("the sender's ring to hold the last line", || {
+            app_lines(&sender).last() == all.last()
+        })
+    });
+    receiver = blocking(|| Daemon::start(receiver_dir.path(), &receiver_args));
+    let row = s
+        .wait_row("caught up again, with evictions counted", |r| {
+            r["state"] == "idle" && r["lag"] == 0 && r["evicted"].as_u64() > Some(0)
+        })
+        .await;
+    // The receiver has the first 1000 and then every line from the oldest
+    // the ring still held: none lost while the ring held it.
+    let got = blocking(|| app_lines(&receiver));
+    assert!(got.len() > 1000 && got.len() < 5500, "{} lines", got.len());
+    let first_kept = 5500 - (got.len() - 1000);
+    assert!(got[..1000] == all[..1000], "the first 1000 lines");
+    assert!(
+        got[1000..] == all[first_kept..],
+        "a contiguous tail from {}: it starts with {:?}",
+        all[first_kept],
+        &got[1000..1003]
+    );
+    let api = stats().await;
+    assert_eq!(
+        row["shipped"], api["delivered_entries_total"],
+        "{row} {api}"
+    );
+    assert_eq!(row["shipped"].as_u64(), Some(got.len() as u64), "{row}");
+    assert_eq!(
+        row["shipped_text"],
+        json!(grouped(got.len() as u64)),
+        "{row}"
+    );
+    assert_eq!(row["evicted"], api["evicted_total"], "{row} {api}");
+    assert_eq!(
+        row["evicted_text"],
+        json!(grouped(row["evicted"].as_u64().unwrap()))
+    );
+    // Entries of any source count; the app lines among them were lost.
+    assert!(
+        row["evicted"].as_u64().unwrap() >= (first_kept - 1000) as u64,
+        "{row}: {} app lines never shipped",
+        first_kept - 1000
+    );
+    assert_eq!(row["retries"], api["retries_total"], "{row} {api}");
+    let shot = s.screenshot("dashboard-forwarders.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    s.cmd(reqwest::Method::DELETE, "", None).await;
+    blocking(|| {
+        sender.stop();
+        receiver.stop();
+    });
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::fake_loki::{FakeLoki, Scripted};
+use support::fake_relp::FakeRelp;
 use support::moto::Moto;
 use support::rsyslog::{Input, Rsyslog};
 use support::{wait_for, Daemon};
@@ -422,6 +423,164 @@ fn relp_to_rsyslog_loses_nothing_across_a_restart() {
     assert!(dups <= 128, "{dups} duplicates");
     let s = sink_stats(&d, "syslog:relay");
     assert_eq!(s["evicted_total"], 0, "{s}");
+    d.stop();
+}
+
+/// The RELP forwarder's cursor follows rsyslog's answers, transaction by
+/// transaction: held in the middle of a batch with exactly 300 messages
+/// answered, its cursor file names the 300th; after `kill -9` and a restart
+/// it sends from the 301st on. No answered message is sent twice; what is
+/// sent again is only what was in flight unanswered (at most the window).
+#[test]
+fn relp_cursor_follows_each_answer_across_kill_9() {
+    let rt = runtime();
+    let relp = rt.block_on(FakeRelp::start());
+    relp.set_budget(Some(300));
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("ring");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "max-lines = 100000\nring-file = \"{}\"\n[[forward]]\nname = \"relay\"\n\
+             syslog = \"relp://{}\"\nsources = [\"app\"]\nbatch-delay = \"5ms\"\n\
+             batch-entries = 5000\n",
+            ring.display(),
+            relp.addr
+        ),
+    );
+    let d = start(dir.path(), &cfg, &[]);
+    let all = lines("app", 0..1000);
+    d.log_lines(b"app", &all);
+    wait_for("the ring to hold every line", || {
+        ndjson(&d, "app").len() == 1000
+    });
+    let seq_of = |msg: &str| {
+        ndjson(&d, "app")
+            .iter()
+            .find(|e| e["msg"] == msg)
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap()
+    };
+    let last_answered = seq_of(&all[299]);
+    let cursor = PathBuf::from(format!("{}.forward/relay.cursor", ring.display()));
+    let saved = || {
+        ringtail::sinks::cursor::read_cursor(&cursor, "syslog:relay")
+            .ok()
+            .flatten()
+            .map(|c| c.last_acked_seq)
+    };
+    wait_for(
+        "the cursor at the 300th line, the last one answered",
+        || saved() == Some(last_answered),
+    );
+    // The forwarder waits with its window in flight, unanswered.
+    let in_flight = relp.state().received.len() - 300;
+    assert!((1..=128).contains(&in_flight), "{in_flight} in flight");
+    assert_eq!(relp.state().acked.len(), 300);
+    let s = sink_stats(&d, "syslog:relay");
+    assert_eq!(s["delivered_entries_total"], 300, "{s}");
+    assert_eq!(s["next_seq"], last_answered + 1, "{s}");
+    assert_eq!(s["state"], "sending", "{s}");
+
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+    drop(d);
+    assert_eq!(
+        saved(),
+        Some(last_answered),
+        "the cursor file after kill -9"
+    );
+    relp.set_budget(None);
+    let d = start(dir.path(), &cfg, &[]);
+    wait_for("every line answered", || {
+        let st = relp.state();
+        let answered: std::collections::BTreeSet<&str> = st
+            .acked
+            .iter()
+            .filter_map(|m| m.rfind("app ").map(|at| &m[at..]))
+            .collect();
+        answered.len() == 1000
+    });
+    let st = relp.state();
+    let msg = |m: &String| m[m.rfind("app ").unwrap()..].to_string();
+    let first_run: Vec<String> = st
+        .received
+        .iter()
+        .filter(|(c, _)| *c == 1)
+        .map(|(_, m)| msg(m))
+        .collect();
+    let second_run: Vec<String> = st
+        .received
+        .iter()
+        .filter(|(c, _)| *c > 1)
+        .map(|(_, m)| msg(m))
+        .collect();
+    assert_eq!(st.connections, 2, "one connection per run");
+    // The first run sent the answered 300 and its window; the second
+    // starts right after the last answered line and sends the rest once.
+    assert_eq!(first_run[..], all[..300 + in_flight]);
+    assert_eq!(second_run[..], all[300..], "resumed after the 300th");
+    let s = sink_stats(&d, "syslog:relay");
+    assert_eq!(s["delivered_entries_total"], 700, "{s}");
+    d.stop();
+}
+
+/// `kill -9` of a ringtail forwarding over RELP in the middle of a long
+/// batch, with rsyslog frozen so that its answers stop part-way: after a
+/// restart every line arrives, and rsyslog gets at most one window (128)
+/// of lines twice, not the answered part of the batch.
+#[test]
+fn relp_kill_9_mid_batch_sends_again_at_most_the_window() {
+    if !Rsyslog::available("relp_kill_9_mid_batch_sends_again_at_most_the_window") {
+        return;
+    }
+    let rs = Rsyslog::start(Input::Relp);
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("ring");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "max-lines = 100000\nring-file = \"{}\"\n[[forward]]\nname = \"relay\"\n\
+             syslog = \"relp://{}\"\nsources = [\"app\"]\nbatch-delay = \"5ms\"\n\
+             batch-entries = 10000\n",
+            ring.display(),
+            rs.addr()
+        ),
+    );
+    let d = start(dir.path(), &cfg, &[]);
+    let all = lines("app", 0..20000);
+    d.log_lines(b"app", &all);
+    rs.wait_for_lines(2000, Duration::from_secs(60));
+    rs.freeze();
+    let written_before = rs.lines().len();
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+    drop(d);
+    rs.thaw();
+    let d = start(dir.path(), &cfg, &[]);
+    let in_ring = ndjson(&d, "app").len();
+    assert!(in_ring > written_before, "killed mid-stream");
+    let count = |lines: &[String]| {
+        let mut seen = BTreeMap::new();
+        for l in lines {
+            if let Some(at) = l.rfind("app ") {
+                *seen.entry(l[at..].to_string()).or_insert(0u32) += 1;
+            }
+        }
+        seen
+    };
+    let mut seen = BTreeMap::new();
+    wait_for("every line of the ring at rsyslog", || {
+        seen = count(&rs.lines());
+        seen.len() >= in_ring
+    });
+    for want in &all[..in_ring] {
+        assert!(seen.contains_key(want), "{want} lost");
+    }
+    let dups: u32 = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "RELP, kill -9 of ringtail mid-batch: {written_before} lines written before, \
+         {in_ring} in the ring, {dups} arrived twice"
+    );
+    assert!(dups <= 128, "{dups} duplicates");
     d.stop();
 }
 

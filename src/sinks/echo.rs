@@ -39,6 +39,10 @@ impl Sink for Echo {
         "echo".into()
     }
 
+    fn target(&self) -> String {
+        "stdout".into()
+    }
+
     fn options(&self) -> FollowOptions {
         FollowOptions {
             start: Start::Next,

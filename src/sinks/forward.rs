@@ -262,6 +262,8 @@ fn build(
         ca_file: t.ca_file.clone(),
         ..HttpOptions::default()
     };
+    // Where it ships, for people (set by each kind below).
+    let shown: String;
     let backend = match kind {
         "loki" => {
             let url = t.loki.as_deref().unwrap_or_default();
@@ -280,6 +282,7 @@ fn build(
             };
             let target = LokiTarget::new(url, t.tenant.as_deref(), auth.as_ref())
                 .map_err(|e| e.to_string())?;
+            shown = public_url(target.push_url());
             let encoding = match t.encoding.as_deref() {
                 None | Some("protobuf") => LokiEncoding::Protobuf,
                 Some("json") => LokiEncoding::Json { gzip: false },
@@ -313,6 +316,7 @@ fn build(
         "syslog" => {
             let url = t.syslog.as_deref().unwrap_or_default();
             let (transport, addr) = parse_syslog_url(url).map_err(|e| e.to_string())?;
+            shown = format!("{}://{addr}", transport.scheme());
             let hostname = t
                 .hostname
                 .clone()
@@ -352,6 +356,7 @@ fn build(
             });
             let mut target = CloudWatchTarget::new(region, endpoint.as_deref(), credentials)
                 .map_err(|e| e.to_string())?;
+            shown = public_url(target.endpoint());
             target.create_missing = t.create_missing;
             let group =
                 NameTemplate::parse(t.group.as_deref().unwrap_or("ringtail"), NameKind::LogGroup)
@@ -373,6 +378,8 @@ fn build(
     };
     Ok(Forwarder {
         name: format!("{kind}:{name}"),
+        kind: kind.to_string(),
+        target: shown,
         options: FollowOptions {
             start,
             cursor_file,
@@ -383,6 +390,20 @@ fn build(
         },
         backend,
     })
+}
+
+/// `uri` without user information (`user:password@`), for display.
+fn public_url(uri: &http::Uri) -> String {
+    let mut out = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.host().unwrap_or_default()
+    );
+    if let Some(port) = uri.port_u16() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(uri.path());
+    out
 }
 
 /// `<ring file>.forward/`: where forwarders keep their cursors by default.
@@ -430,6 +451,11 @@ enum Backend {
 pub struct Forwarder {
     /// `KIND:NAME`.
     name: String,
+    /// `loki`, `syslog` or `cloudwatch`.
+    kind: String,
+    /// Where it ships: Loki's push URL, `relp://HOST:PORT`, the CloudWatch
+    /// endpoint; never credentials.
+    target: String,
     options: FollowOptions,
     backend: Backend,
 }
@@ -444,6 +470,14 @@ impl Forwarder {
 impl Sink for Forwarder {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn kind(&self) -> String {
+        self.kind.clone()
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
     }
 
     fn options(&self) -> FollowOptions {
@@ -494,8 +528,18 @@ mod tests {
         );
         assert_eq!(o.start, Start::Oldest);
         assert_eq!(o.max_entries, DEFAULT_BATCH_ENTRIES);
+        assert_eq!(
+            (s.kind(), s.target()),
+            (
+                "loki".to_string(),
+                "http://127.0.0.1:3100/loki/api/v1/push".to_string()
+            )
+        );
+        let s = one("loki=https://u:secret@loki.example/prefix", None).unwrap();
+        assert_eq!(s.target(), "https://loki.example/prefix/loki/api/v1/push");
         let s = one("syslog=relp://127.0.0.1:2514", None).unwrap();
         assert_eq!(s.name(), "syslog:syslog");
+        assert_eq!(s.target(), "relp://127.0.0.1:2514");
         assert!(s.options().cursor_file.is_none(), "no ring file, no cursor");
         assert!(one("cloudwatch=eu-west-1", None).is_ok());
         for bad in [

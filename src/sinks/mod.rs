@@ -35,7 +35,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use follower::{Follower, Position, Start};
+pub use follower::{Follower, FollowerState, Position, Start};
 
 use crate::filter::Filter;
 use crate::ring::Read;
@@ -47,6 +47,22 @@ pub type Delivering<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SinkErro
 pub trait Sink: Send + 'static {
     /// Its name, for messages and metrics (`echo`, `loki:central`).
     fn name(&self) -> String;
+
+    /// What kind of sink it is (`loki`, `syslog`, `cloudwatch`, `echo`), for
+    /// people: `/api/v1/stats` and the dashboard. By default the part of
+    /// the name before its `:`.
+    fn kind(&self) -> String {
+        let name = self.name();
+        name.split_once(':')
+            .map_or(name.as_str(), |(kind, _)| kind)
+            .to_string()
+    }
+
+    /// Where it sends, for people (a URL without credentials, `stdout`);
+    /// empty when there is nothing to say.
+    fn target(&self) -> String {
+        String::new()
+    }
 
     /// How its follower reads: where it starts, which entries it wants,
     /// how it batches.
@@ -112,12 +128,22 @@ impl Default for FollowOptions {
     }
 }
 
-/// What a delivery achieved besides "the destination has the batch".
+/// What a delivery achieved: the whole batch, or (for a destination that
+/// acknowledges message by message) the part of it that is done.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delivered {
     /// Entries the destination refused for good, counted by reason (the
     /// cursor moves past them).
     pub rejected: Vec<(String, u64)>,
+    /// `None`: the whole batch is done. `Some(seq)`: only the items up to
+    /// and including `seq` are; the follower moves its cursor (and writes
+    /// its cursor file) there at once and delivers the rest of the batch
+    /// next. A sink that acknowledges message by message (RELP) answers so
+    /// as soon as some of a long batch is done, so that a crash re-sends
+    /// only what the destination had not acknowledged. Some part must be
+    /// done: a `seq` before the batch's first item counts as no progress
+    /// and is retried like [`SinkError::Retry`].
+    pub through: Option<u64>,
 }
 
 /// Why a delivery failed.
@@ -151,7 +177,12 @@ pub fn run(
 ) -> impl Future<Output = Result<(), String>> + Send + 'static {
     let follower = Follower::new(pipeline, sink.as_ref());
     if let Ok(f) = &follower {
-        registry.add(sink.name(), f.stats());
+        registry.add(Registered {
+            name: sink.name(),
+            kind: sink.kind(),
+            target: sink.target(),
+            stats: f.stats(),
+        });
     }
     async move { follower?.run(sink, stop).await }
 }
@@ -161,15 +192,22 @@ pub fn run(
 #[derive(Clone, Debug, Default)]
 pub struct Registry(Arc<std::sync::Mutex<Vec<Registered>>>);
 
-/// A sink's name and its follower's counters.
-pub type Registered = (String, Arc<follower::FollowerStats>);
+/// A running sink as the API reports it.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    /// [`Sink::name`]: `KIND:NAME` for a forwarder.
+    pub name: String,
+    /// [`Sink::kind`].
+    pub kind: String,
+    /// [`Sink::target`].
+    pub target: String,
+    /// Its follower's counters and state, updated by the follower.
+    pub stats: Arc<follower::FollowerStats>,
+}
 
 impl Registry {
-    pub fn add(&self, name: String, stats: Arc<follower::FollowerStats>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name, stats));
+    pub fn add(&self, sink: Registered) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(sink);
     }
 
     /// Every sink's name and counters, in start order.

@@ -10,6 +10,7 @@
 
 pub mod dockerd;
 pub mod fake_loki;
+pub mod fake_relp;
 pub mod moto;
 pub mod rsyslog;
 pub mod verify;

@@ -231,6 +231,11 @@ impl Rsyslog {
         self.signal(rustix::process::Signal::STOP);
     }
 
+    /// SIGCONT: rsyslogd goes on after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
     /// Bytes that arrived on rsyslog's side of connections to its port and
     /// that it has not read yet (from `/proc/net/tcp`).
     pub fn unread_bytes(&self) -> u64 {

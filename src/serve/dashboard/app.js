@@ -11,6 +11,8 @@
   /** Bars in the volume chart. */
   const BARS = 60;
   const REFRESH_MS = 5000;
+  /** Forwarders' lag moves faster than the chart: refreshed more often. */
+  const FWD_REFRESH_MS = 2000;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -195,6 +197,75 @@
     $('f-source').value = name;
     renderSources();
     restart();
+  }
+
+  // ---- forwarders: each sink's state and lag, from /api/v1/stats ----
+  const STATE_WORDS = {
+    idle: 'caught up', sending: 'sending', backing_off: 'backing off', failed: 'failed', stopped: 'stopped',
+  };
+
+  function seconds(s) {
+    if (s < 1) return s > 0 ? '<1 s' : '0 s';
+    if (s < 120) return Math.round(s) + ' s';
+    if (s < 7200) return Math.round(s / 60) + ' min';
+    return (s / 3600).toFixed(1) + ' h';
+  }
+
+  function numCell(key, value, extra) {
+    const td = el('td', 'num');
+    td.dataset.k = key;
+    td.dataset.v = String(value);
+    td.append(el('span', 'n', value.toLocaleString('en-US')));
+    if (extra) td.append(el('span', 'sub', extra));
+    return td;
+  }
+
+  async function refreshForwarders() {
+    let answer;
+    try {
+      answer = await api('/api/v1/stats');
+    } catch (_) {
+      return; // the source list shows why the API does not answer
+    }
+    const sinks = answer.sinks || [];
+    $('forwarders').hidden = !sinks.length;
+    if (!sinks.length) return;
+    const behind = sinks.filter((s) => s.lag_entries > 0).length;
+    $('fwd-sub').textContent = `${sinks.length} ${sinks.length === 1 ? 'sink' : 'sinks'}` +
+      (behind ? ` · ${behind} behind` : ' · all caught up');
+    $('fwd-rows').replaceChildren(...sinks.map((s) => {
+      const tr = el('tr');
+      tr.dataset.sink = s.name;
+      tr.dataset.state = s.state;
+      const name = el('td');
+      name.append(el('span', 'sink', s.name));
+      if (s.target) {
+        const t = el('span', 'target', '→ ' + s.target);
+        t.title = `${s.kind} → ${s.target}`;
+        name.append(t);
+      }
+      const state = el('td');
+      let word = STATE_WORDS[s.state] || s.state;
+      if (s.state === 'backing_off' && s.retry_in_seconds != null) {
+        word += `, retry in ${seconds(s.retry_in_seconds)}`;
+      }
+      const pill = el('span', 'pill', word);
+      pill.dataset.state = s.state;
+      if (s.last_error) pill.title = s.last_error;
+      state.append(pill);
+      const lag = numCell('lag-entries', s.lag_entries, s.lag_entries ? '· ' + seconds(s.lag_seconds) : '');
+      lag.dataset.seconds = String(s.lag_seconds);
+      lag.title = `${s.lag_entries.toLocaleString('en-US')} entries behind; the oldest not shipped is ${s.lag_seconds.toFixed(1)} s old`;
+      const shipped = numCell('shipped', s.delivered_entries_total, compact(s.delivered_bytes_total) + 'B');
+      if (s.rejected_total) {
+        shipped.title = `refused for good: ${Object.entries(s.rejected_by_reason).map(([r, n]) => `${r} ${n}`).join(', ')}`;
+      }
+      const retries = numCell('retries', s.retries_total);
+      const evicted = numCell('evicted', s.evicted_total);
+      if (s.evicted_total) evicted.classList.add('bad');
+      tr.append(name, state, lag, shipped, retries, evicted);
+      return tr;
+    }));
   }
 
   // ---- the volume chart ----
@@ -575,6 +646,7 @@
     if (state.paused) setStatus('paused', 'paused');
     refreshChart();
     refreshSources();
+    refreshForwarders();
   }
 
   // ---- wiring ----
@@ -636,6 +708,9 @@
       refreshSources();
       refreshChart();
     }, REFRESH_MS);
+    setInterval(() => {
+      if (!document.hidden) refreshForwarders();
+    }, FWD_REFRESH_MS);
   }
 
   // For tests and the curious: what the page holds now.

@@ -6,8 +6,11 @@
 //! `/loki/api/v1/query_range`, drawn on a canvas), and a live tail over
 //! server-sent events (`/api/v1/follow`, resumed with `Last-Event-ID`)
 //! with a filter (source, text or regex), pause and resume; clicking a
-//! source anywhere filters by it. It follows the system's light or dark
-//! preference.
+//! source anywhere filters by it. When the daemon forwards, a card lists
+//! each forwarder (sink) with its target, state, lag in entries and
+//! seconds, entries shipped, retries and entries evicted before they were
+//! shipped (`/api/v1/stats`, every 2 s). It follows the system's light or
+//! dark preference.
 //!
 //! What it promises:
 //! - **Offline.** The page, script, style sheet and icon are compiled into

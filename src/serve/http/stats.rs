@@ -283,6 +283,14 @@ struct PacingPart {
 #[derive(Serialize)]
 struct SinkPart {
     name: String,
+    kind: String,
+    target: String,
+    /// `idle`, `sending`, `backing_off`, `failed`, `stopped`.
+    state: &'static str,
+    /// Why the last delivery failed, while backing off or failed.
+    last_error: Option<String>,
+    /// While backing off: seconds until the next attempt.
+    retry_in_seconds: Option<f64>,
     delivered_entries_total: u64,
     delivered_bytes_total: u64,
     batches_total: u64,
@@ -312,11 +320,17 @@ fn sink_parts(state: &HttpState) -> Vec<SinkPart> {
         .sinks
         .all()
         .into_iter()
-        .map(|(name, st)| {
+        .map(|sink| {
+            let st = &sink.stats;
             let (lag_entries, lag_seconds) = st.lag(&state.ring);
             let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
             SinkPart {
-                name,
+                name: sink.name,
+                kind: sink.kind,
+                target: sink.target,
+                state: st.state().as_str(),
+                last_error: st.last_error(),
+                retry_in_seconds: st.retry_in().map(|d| d.as_secs_f64()),
                 delivered_entries_total: n(&st.delivered),
                 delivered_bytes_total: n(&st.bytes),
                 batches_total: n(&st.batches),

@@ -120,6 +120,7 @@ impl CloudWatchShipper {
         }
         Ok(Delivered {
             rejected: rejected.into_iter().collect(),
+            through: None,
         })
     }
 }

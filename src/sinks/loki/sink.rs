@@ -171,6 +171,7 @@ impl LokiShipper {
         }
         Ok(Delivered {
             rejected: rejected.into_iter().collect(),
+            through: None,
         })
     }
 }

@@ -19,8 +19,8 @@ use bytes::Bytes;
 
 pub use rfc5424::SyslogFormat;
 pub use transport::{
-    RelpClient, RelpOptions, SyslogAck, SyslogError, SyslogProblem, TcpOptions, TcpSyslogClient,
-    UdpOptions, UdpSyslogClient,
+    Refusal, RelpClient, RelpOptions, SyslogAck, SyslogError, SyslogProblem, TcpOptions,
+    TcpSyslogClient, UdpOptions, UdpSyslogClient,
 };
 
 use crate::entry::EntryRef;
@@ -31,6 +31,17 @@ pub enum SyslogTransport {
     Tcp,
     Udp,
     Relp,
+}
+
+impl SyslogTransport {
+    /// Its URL scheme: `tcp`, `udp` or `relp`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            SyslogTransport::Tcp => "tcp",
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Relp => "relp",
+        }
+    }
 }
 
 /// A syslog URL that cannot be used.

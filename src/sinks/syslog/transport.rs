@@ -1,7 +1,9 @@
 //! Sending formatted syslog messages: plain TCP with octet counting, UDP,
 //! and RELP. Each client takes a batch of `(seq, message)` pairs in seq
 //! order and answers with a [`SyslogAck`]: the highest seq the forwarder's
-//! cursor may move to.
+//! cursor may move to. `send_batch` answers once the whole batch is done;
+//! `send_some` (TCP, RELP) as soon as more of it is done than before, so
+//! that the forwarder's cursor follows the acknowledgements.
 //!
 //! # Idempotent by seq
 //!
@@ -245,8 +247,26 @@ impl TcpSyslogClient {
         }
     }
 
-    /// Sends a batch; see the module doc for what the answer means.
+    /// Sends a batch and waits until all of it is done; see the module doc
+    /// for what the answer means.
     pub async fn send_batch(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
+        self.send(msgs, true).await
+    }
+
+    /// Sends what of `msgs` it has not taken yet and returns as soon as
+    /// more of it is done than before the call (or all of it is), so that
+    /// a forwarder's cursor follows the peer's acknowledgements.
+    pub async fn send_some(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
+        self.send(msgs, false).await
+    }
+
+    /// The highest seq written on the current connection (or done): a
+    /// message at or before it need not be given again.
+    pub fn taken(&self) -> Option<u64> {
+        self.taken
+    }
+
+    async fn send(&mut self, msgs: &[(u64, Bytes)], all: bool) -> Result<SyslogAck, SyslogError> {
         if self.stream.is_none() {
             let stream = match connect(&self.addr, self.options.connect_timeout).await {
                 Ok(s) => s,
@@ -284,7 +304,7 @@ impl TcpSyslogClient {
                 self.in_flight.clear();
             }
             Some(limit) => {
-                if let Err(p) = self.wait_for_peer(limit).await {
+                if let Err(p) = self.wait_for_peer(limit, all).await {
                     return Err(self.fail(p));
                 }
             }
@@ -295,8 +315,10 @@ impl TcpSyslogClient {
         })
     }
 
-    /// Polls the send queue until the peer acknowledged everything written.
-    async fn wait_for_peer(&mut self, limit: Duration) -> Result<(), SyslogProblem> {
+    /// Polls the send queue until the peer acknowledged everything written
+    /// (`all`), or at least one more message.
+    async fn wait_for_peer(&mut self, limit: Duration, all: bool) -> Result<(), SyslogProblem> {
+        let start = self.done_through;
         let deadline = tokio::time::Instant::now() + limit;
         let mut pause = Duration::from_micros(200);
         loop {
@@ -331,7 +353,7 @@ impl TcpSyslogClient {
                 self.in_flight.pop_front();
                 self.done_through = Some(seq);
             }
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() || (!all && self.done_through != start) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -389,6 +411,13 @@ impl UdpSyslogClient {
         }
     }
 
+    /// The highest seq sent.
+    pub fn taken(&self) -> Option<u64> {
+        self.taken
+    }
+
+    /// Sends what of `msgs` it has not sent yet; a message is done once
+    /// sent.
     pub async fn send_batch(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
         let fail = |done_through, problem| SyslogError {
             done_through,
@@ -612,9 +641,29 @@ impl RelpClient {
 
     /// Sends a batch and waits until every message in it is answered.
     pub async fn send_batch(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
+        self.send(msgs, true).await
+    }
+
+    /// Sends what of `msgs` it has not taken yet, as far as the window
+    /// allows, and returns as soon as the server's answers make more
+    /// messages done than before the call (or every message taken is
+    /// done). The rest of the window stays in flight; the next call
+    /// refills it.
+    pub async fn send_some(&mut self, msgs: &[(u64, Bytes)]) -> Result<SyslogAck, SyslogError> {
+        self.send(msgs, false).await
+    }
+
+    /// The highest seq handed to the session: a message at or before it
+    /// need not be given again (the window re-sends what is unanswered).
+    pub fn taken(&self) -> Option<u64> {
+        self.taken
+    }
+
+    async fn send(&mut self, msgs: &[(u64, Bytes)], all: bool) -> Result<SyslogAck, SyslogError> {
         if let Err(p) = self.ensure_open().await {
             return Err(self.fail(p));
         }
+        let start = self.session.done_through();
         let todo = new_part(msgs, self.taken);
         let mut next = 0;
         loop {
@@ -635,6 +684,13 @@ impl RelpClient {
             }
             if let Err(p) = self.read_answers().await {
                 return Err(self.fail(p));
+            }
+            // Return before refilling the window: while the forwarder
+            // writes its cursor, nothing is in flight beyond the window
+            // that the last written cursor allowed, so a crash then re-sends
+            // at most one window.
+            if !all && self.session.done_through() != start {
+                break;
             }
         }
         Ok(SyslogAck {
