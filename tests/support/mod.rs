@@ -32,8 +32,11 @@ use ringtail::sources::pace::Pacer;
 use ringtail::sources::{fdpass, Context, IngestConfig, Pipeline};
 use tokio_util::sync::CancellationToken;
 
-/// How long any one condition may take to come true.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+/// How long any one condition may take to come true. Generous on purpose:
+/// it bounds only how long a broken test takes to fail, and a passing test
+/// never waits for it, while CI runs every test at once on two cores (a
+/// RELP catch-up of 20,000 lines took 28 s of a 30 s limit there).
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Polls `cond` until it holds, or fails the test naming `what`.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
