@@ -22,11 +22,22 @@ fn start(extra: &[&str]) -> (tempfile::TempDir, Daemon, SocketAddr) {
     (dir, d, addr)
 }
 
-/// Reads until the server closes the connection (or the deadline).
+/// Reads until the server closes the connection; fails the test if it
+/// has not by the deadline.
 fn read_to_close(mut s: &TcpStream) -> Vec<u8> {
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    if let Err(e) = s.read_to_end(&mut out) {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the server never closed the connection ({} bytes read: {:?})",
+            out.len(),
+            String::from_utf8_lossy(&out)
+        );
+    }
     out
 }
 

@@ -14,8 +14,11 @@
 //!   "slowloris", holds a connection at most this long).
 //! - **An idle deadline** (`--http-idle-timeout`): a connection with no
 //!   request in progress (a fresh one, or keep-alive between requests) is
-//!   closed after this long. hyper enforces it: its header-read timer runs
-//!   from the moment it waits for a request head.
+//!   closed after this long. Between requests hyper enforces it (its
+//!   header-read timer runs from the moment it waits for a request head);
+//!   before the first byte of a fresh connection hyper-util is still
+//!   finding out the protocol, with no timer, so the connection's task
+//!   closes a connection that has sent nothing by then.
 //! - **Live streams are not idle.** While a response is being sent (an SSE
 //!   or `curl -N` follow, an export), neither deadline runs, however long
 //!   the client stays silent; a WebSocket (Loki's live tail) leaves both
@@ -167,12 +170,14 @@ pub async fn serve(
         let metrics = metrics.clone();
         let header_timeout = limits.header_timeout;
         metrics.open.fetch_add(1, Ordering::Relaxed);
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             tokio::select! {
                 _ = conn => {}
                 () = head_watchdog(&state, header_timeout) => {
                     metrics.header_timeouts.fetch_add(1, Ordering::Relaxed);
                 }
+                () = silence_watchdog(&state, idle_timeout) => {}
             }
             metrics.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -211,6 +216,8 @@ struct ConnState {
     /// When the first byte of the request head being received arrived,
     /// in ns since `EPOCH` (0: no head in progress).
     head_started: AtomicU64,
+    /// The client has sent at least one byte.
+    heard: AtomicBool,
     /// The connection was upgraded (WebSocket): no deadlines apply.
     upgraded: AtomicBool,
     /// Woken when a head starts.
@@ -248,6 +255,15 @@ async fn head_watchdog(state: &ConnState, timeout: Duration) {
     }
 }
 
+/// Ends if the client sends nothing at all within `timeout` of the
+/// connect; never once it has sent a byte (hyper's timers take over).
+async fn silence_watchdog(state: &ConnState, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if state.heard.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The connection's socket, noting when a request head starts arriving.
 struct Watched {
     inner: TcpStream,
@@ -264,6 +280,7 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             let s = &self.state;
+            s.heard.store(true, Ordering::Release);
             if s.in_flight.load(Ordering::Acquire) == 0
                 && s.head_started.load(Ordering::Relaxed) == 0
             {

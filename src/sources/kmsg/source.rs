@@ -222,20 +222,23 @@ impl RecordSplitter {
     /// Emits what is gathered (at the end of the input, or when it runs
     /// dry: a writer writes whole records).
     pub fn finish(&mut self, out: &mut impl FnMut(&[u8])) {
-        if !self.partial_line.is_empty() && !self.partial_line.starts_with(b" ") {
-            // An unterminated first line of the next record.
-            if !self.pending.is_empty() {
-                out(&self.pending);
-                self.pending.clear();
+        let partial = std::mem::take(&mut self.partial_line);
+        if partial.starts_with(b" ") {
+            // An unterminated continuation line ends the record it continues.
+            if self.pending.len() + partial.len() <= MAX_RECORD {
+                self.pending.extend_from_slice(&partial);
             }
-            out(&self.partial_line);
-            self.partial_line.clear();
-            return;
         }
         if !self.pending.is_empty() {
             out(&self.pending);
             self.pending.clear();
         }
+        if !partial.is_empty() && !partial.starts_with(b" ") {
+            // An unterminated first line of the next record.
+            out(&partial);
+        }
+        self.partial_line = partial;
+        self.partial_line.clear();
     }
 }
 
@@ -609,6 +612,17 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = text.chunks(1).collect();
         assert_eq!(split(&bytes), want);
+    }
+
+    #[test]
+    fn an_unterminated_continuation_line_is_kept() {
+        // Found by the fuzz target: a stream ending in a continuation line
+        // with no newline lost that line.
+        assert_eq!(split(&[b" ?"]), vec![" ?".to_string()]);
+        assert_eq!(
+            split(&[b"6,1,5,-;a\n", b" DEVICE=+pci:0"]),
+            vec!["6,1,5,-;a\n DEVICE=+pci:0".to_string()]
+        );
     }
 
     #[test]
