@@ -19,29 +19,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-use support::wait_for;
-
-fn static_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("RINGTAIL_STATIC_BIN") {
-            return PathBuf::from(p);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut cmd = Command::new(root.join("scripts/build-static"));
-        if cfg!(debug_assertions) {
-            cmd.arg("--debug");
-        }
-        let o = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/build-static");
-        assert!(o.status.success(), "scripts/build-static failed");
-        PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
-    })
-}
+use support::{static_bin, wait_for};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -547,3 +547,30 @@ pub fn collect(mut from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Strin
     });
     text
 }
+
+// ----------------------------------------------------------------------
+// the static binary
+
+/// The statically linked ringtail: `RINGTAIL_STATIC_BIN` if set (CI builds
+/// it once, before the tests), else built here by scripts/build-static in
+/// the same profile as the test (the first build takes minutes, later
+/// ones reuse it).
+pub fn static_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RINGTAIL_STATIC_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = Command::new(root.join("scripts/build-static"));
+        if cfg!(debug_assertions) {
+            cmd.arg("--debug");
+        }
+        let o = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/build-static");
+        assert!(o.status.success(), "scripts/build-static failed");
+        PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+    })
+}
