@@ -1,5 +1,5 @@
 //! Model checks of the ring's claim / copy / publish / validate protocol
-//! under loom: `RUSTFLAGS="--cfg ringtail_loom" cargo test --release --test loom_ring`.
+//! under loom: `cargo test --release --features loom --test loom_ring`.
 //!
 //! Rings here are tiny (4 slots, 8 data words) so that a handful of appends
 //! laps them and every interleaving of claims, copies, publications and
@@ -8,7 +8,7 @@
 //! Messages are two words that both hold the same tag; a torn read (words
 //! of two different entries) or an entry with another writer's origin is
 //! caught by the reader itself.
-#![cfg(ringtail_loom)]
+#![cfg(feature = "loom")]
 
 use std::sync::Arc;
 

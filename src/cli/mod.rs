@@ -23,8 +23,8 @@ pub mod config;
 pub mod docs;
 pub mod export;
 // Post-mortem reading maps ring files, which the loom build of the ring
-// (`--cfg ringtail_loom`, anonymous rings only) leaves out.
-#[cfg(not(ringtail_loom))]
+// (the `loom` feature, anonymous rings only) leaves out.
+#[cfg(not(feature = "loom"))]
 pub mod inspect;
 pub mod read;
 pub mod run;
@@ -74,7 +74,7 @@ pub enum Command {
     /// Write the logs to per-source files with rotation (like LinuxKit's logwrite service).
     Export(export::ExportArgs),
     /// Show what a ring file holds (header, sizes, seqs, times, sources), without a daemon.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     Inspect(inspect::InspectArgs),
     /// Print the man page, or write every page into a directory (for packagers).
     #[command(hide = true)]
@@ -95,7 +95,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Read(args) => read::main(args),
         Command::Run(args) => run::main(args),
         Command::Export(args) => export::main(args),
-        #[cfg(not(ringtail_loom))]
+        #[cfg(not(feature = "loom"))]
         Command::Inspect(args) => inspect::main(args),
         Command::Man(args) => docs::man(args),
         Command::Completions(args) => docs::completions(args),

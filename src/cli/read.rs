@@ -218,10 +218,10 @@ fn read_file(args: &ReadArgs, path: &std::path::Path) -> Result<(), ReadError> {
     // The same JSON request the daemon would get, checked by the same code.
     let line = serde_json::to_vec(&args.request()).expect("a request serialises");
     let request = memlogq::parse_request(&line).map_err(|e| ReadError::File(e.to_string()))?;
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     let (ring, _) = Ring::open_copy(path).map_err(|e| ReadError::File(e.to_string()))?;
     // The loom build of the ring has no ring files.
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     let ring: Ring = return Err(ReadError::File(format!(
         "{}: this is the loom model build, which reads no ring files",
         path.display()

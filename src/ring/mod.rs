@@ -70,7 +70,7 @@
 //!
 //! `read.rs`, `write.rs` and `origins.rs` hold none.
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 #[allow(unsafe_code)]
 pub mod copy;
 mod origins;
@@ -83,7 +83,7 @@ mod write;
 
 use std::path::PathBuf;
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 pub use copy::{file_info, FileHeader, FileInfo};
 pub use origins::{OriginHandle, OriginId, MAX_SOURCE_LEN};
 pub use read::{All, Cursor, Read, ReadBatch, ReadStatus, RevCursor, Select, Snapshot};
@@ -373,12 +373,12 @@ impl Ring {
     /// Opens a ring in anonymous memory, or in `config.file`.
     pub fn open(config: &RingConfig) -> Result<Ring, RingError> {
         let geometry = config.geometry()?;
-        #[cfg(not(ringtail_loom))]
+        #[cfg(not(feature = "loom"))]
         let (region, opened) = match &config.file {
             Some(path) => Region::file(path, &geometry, config.reset)?,
             None => (Region::anonymous(&geometry)?, Opened::Fresh),
         };
-        #[cfg(ringtail_loom)]
+        #[cfg(feature = "loom")]
         let (region, opened) = (Region::anonymous(&geometry)?, Opened::Fresh);
         debug_assert_eq!(region.len_words(), geometry.total_words());
         let mut recovery = match opened {
@@ -436,7 +436,7 @@ impl Ring {
     /// file's header gives. The ring is read like any other; appending to it
     /// changes only the copy. The [`Recovery`] says what the copy's recovery
     /// dropped (its `epoch` is the file's: no opening is counted).
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub fn open_copy(path: &std::path::Path) -> Result<(Ring, FileInfo), RingError> {
         let (region, info) = copy::copy_file(path)?;
         let mut recovery = recover(&region, &info.geometry);

@@ -693,7 +693,7 @@ impl<'r, S: Select> Cursor<'r, S> {
     }
 
     /// Waits until an entry past the position is published.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub async fn wait(&self) {
         loop {
             if self.has_new() {
@@ -715,7 +715,7 @@ impl<'r, S: Select> Cursor<'r, S> {
 
     /// Blocks the thread until an entry past the position is published or
     /// `timeout` passes; returns whether one is.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub fn wait_blocking(&self, timeout: std::time::Duration) -> bool {
         // A follower keeping up with a busy writer finds new entries within
         // microseconds: check for a few before sleeping, so that neither side
@@ -746,14 +746,14 @@ impl<'r, S: Select> Cursor<'r, S> {
     }
 
     /// Under loom followers poll: the model schedules the writers.
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub async fn wait(&self) {
         while !self.has_new() {
             tokio::task::yield_now().await;
         }
     }
 
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub fn wait_blocking(&self, _timeout: std::time::Duration) -> bool {
         loom::thread::yield_now();
         self.has_new()
@@ -762,7 +762,7 @@ impl<'r, S: Select> Cursor<'r, S> {
 
 /// How many times a blocking follower checks for new entries before it
 /// sleeps (a few microseconds of spinning).
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 const BLOCKING_SPINS: u32 = 256;
 
 /// Reads a snapshot backwards, newest first.

@@ -10,12 +10,12 @@
 //! Layout, in words (see [`Geometry`]):
 //! `[header: 64][slots: 3 per entry][data: message words][origins: 64 per origin]`
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 use std::fs::OpenOptions;
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 use std::path::Path;
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 use super::sync::Ordering;
 use super::sync::{AtomicU64, ClaimWord};
 use super::RingError;
@@ -48,7 +48,7 @@ pub(crate) mod hdr {
     /// The next origin id to hand out (ids are never reused).
     pub const NEXT_ORIGIN_ID: usize = 6;
     /// Claim word: next seq (high half) and next data word position.
-    #[cfg_attr(ringtail_loom, allow(dead_code))]
+    #[cfg_attr(feature = "loom", allow(dead_code))]
     pub const CLAIM: usize = 8;
     /// All seqs below this are published (readable).
     pub const PUBLISHED_SEQ: usize = 16;
@@ -115,11 +115,11 @@ pub(crate) enum Opened {
 }
 
 pub(crate) struct Region {
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     map: memmap2::MmapRaw,
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     words: Box<[AtomicU64]>,
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     claim: ClaimWord,
     len_words: usize,
 }
@@ -127,7 +127,7 @@ pub(crate) struct Region {
 impl Region {
     /// Anonymous memory: zeroed, private to this process, resident only as
     /// it is touched.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn anonymous(geometry: &Geometry) -> Result<Region, RingError> {
         let len_words = geometry.total_words();
         let map = memmap2::MmapOptions::new()
@@ -142,7 +142,7 @@ impl Region {
         })
     }
 
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub(crate) fn anonymous(geometry: &Geometry) -> Result<Region, RingError> {
         let len_words = geometry.total_words();
         let words = (0..len_words).map(|_| AtomicU64::new(0)).collect();
@@ -156,7 +156,7 @@ impl Region {
     /// A file mapped shared. A new or empty file is sized for `geometry`;
     /// an existing one must have been written with the same geometry unless
     /// `reset` is set, in which case it is cleared.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn file(
         path: &Path,
         geometry: &Geometry,
@@ -201,7 +201,7 @@ impl Region {
         Ok((region, opened))
     }
 
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     fn check_header(
         &self,
         geometry: &Geometry,
@@ -242,18 +242,18 @@ impl Region {
     }
 
     /// Asks the kernel to write a file-backed region to disk.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn flush(&self) -> std::io::Result<()> {
         self.map.flush()
     }
 
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub(crate) fn flush(&self) -> std::io::Result<()> {
         Ok(())
     }
 
     /// All words of the region.
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn words(&self) -> &[AtomicU64] {
         // SAFETY: the mapping is page-aligned (so 8-aligned), `len_words * 8`
         // bytes long, readable and writable, and lives as long as `self`.
@@ -266,7 +266,7 @@ impl Region {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.len_words) }
     }
 
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub(crate) fn words(&self) -> &[AtomicU64] {
         &self.words
     }
@@ -276,7 +276,7 @@ impl Region {
     }
 
     /// The claim word (header words 8 and 9).
-    #[cfg(not(ringtail_loom))]
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn claim(&self) -> ClaimWord<'_> {
         // SAFETY: header word 8 is at byte offset 64 of a page-aligned
         // mapping, so 16-byte aligned; words 8 and 9 are inside the region
@@ -286,7 +286,7 @@ impl Region {
         unsafe { ClaimWord::from_ptr(self.map.as_mut_ptr().cast::<u64>().add(hdr::CLAIM)) }
     }
 
-    #[cfg(ringtail_loom)]
+    #[cfg(feature = "loom")]
     pub(crate) fn claim(&self) -> &ClaimWord {
         &self.claim
     }

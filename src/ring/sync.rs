@@ -1,16 +1,16 @@
 //! The ring's synchronisation primitives, imported through one place so the
 //! same protocol code runs on real atomics and under the loom model checker
-//! (`RUSTFLAGS="--cfg ringtail_loom"`), the way tokio shims its own.
+//! (the `loom` feature), the way tokio shims its own.
 //!
 //! Under loom the 128-bit claim word is one loom `AtomicU64` packing both
 //! halves: loom has no 128-bit atomic, and a single 64-bit location with the
 //! same orderings keeps every weak-memory behaviour the model must explore
 //! (a mutex would hide them: its lock order is total).
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Stores `value` into `word` past the caches (x86-64 `movnti`), for rings
@@ -18,7 +18,7 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU64, Ordering};
 /// writes into the cache (for a 1M-entry ring, from DRAM), a streaming
 /// store does not, which halves the cost of an append (about 18 → 9 ns per
 /// 128 bytes of entry here).
-#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+#[cfg(all(not(feature = "loom"), target_arch = "x86_64"))]
 pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
     // SAFETY: an asm block must behave like some Rust code could; this one
     // behaves like `word.store(value, Ordering::Relaxed)`. `movnti` to an
@@ -42,7 +42,7 @@ pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
 }
 
 /// Orders every earlier [`store_streaming`] before every later store.
-#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+#[cfg(all(not(feature = "loom"), target_arch = "x86_64"))]
 pub(crate) fn streaming_fence() {
     // SAFETY: `sfence` only orders stores; it touches no memory or register
     // the compiler knows of.
@@ -50,24 +50,24 @@ pub(crate) fn streaming_fence() {
 }
 
 /// Without streaming stores, a relaxed store.
-#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+#[cfg(any(feature = "loom", not(target_arch = "x86_64")))]
 pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
     word.store(value, Ordering::Relaxed);
 }
 
-#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+#[cfg(any(feature = "loom", not(target_arch = "x86_64")))]
 pub(crate) fn streaming_fence() {}
 
 /// Whether [`load_pairs`] may be used: x86-64 processors that enumerate AVX
 /// guarantee that 16-byte-aligned `MOVDQA` loads are single-copy atomic
 /// (Intel SDM vol. 3A §9.1.1; AMD APM vol. 2 §7.3.2). portable-atomic relies
 /// on the same guarantee for its 128-bit loads.
-#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+#[cfg(all(not(feature = "loom"), target_arch = "x86_64"))]
 pub(crate) fn wide_loads() -> bool {
     std::arch::is_x86_feature_detected!("avx")
 }
 
-#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+#[cfg(any(feature = "loom", not(target_arch = "x86_64")))]
 pub(crate) fn wide_loads() -> bool {
     false
 }
@@ -80,7 +80,7 @@ pub(crate) fn wide_loads() -> bool {
 /// [`wide_loads`] returned true; `pairs >= 1`; `src` is 16-byte aligned and
 /// the `2 * pairs` words from it are live `AtomicU64`s; `dst` is valid for
 /// `16 * pairs` bytes of writes that nothing else reads or writes meanwhile.
-#[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+#[cfg(all(not(feature = "loom"), target_arch = "x86_64"))]
 pub(crate) unsafe fn load_pairs(src: &AtomicU64, pairs: usize, dst: *mut u8) {
     // SAFETY: an asm block must behave like some Rust code could; this one
     // behaves like `pairs` iterations of two relaxed atomic loads of the
@@ -110,7 +110,7 @@ pub(crate) unsafe fn load_pairs(src: &AtomicU64, pairs: usize, dst: *mut u8) {
     }
 }
 
-#[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+#[cfg(any(feature = "loom", not(target_arch = "x86_64")))]
 pub(crate) unsafe fn load_pairs(_src: &AtomicU64, _pairs: usize, _dst: *mut u8) {
     unreachable!("wide_loads() is false here");
 }
@@ -120,7 +120,7 @@ pub(crate) unsafe fn load_pairs(_src: &AtomicU64, _pairs: usize, _dst: *mut u8) 
 /// (any address is allowed), and does nothing where it is not supported.
 #[inline(always)]
 pub(crate) fn prefetch(word: *const AtomicU64) {
-    #[cfg(all(not(ringtail_loom), target_arch = "x86_64"))]
+    #[cfg(all(not(feature = "loom"), target_arch = "x86_64"))]
     // SAFETY: PREFETCHT0 has no architectural effect: it accesses no memory
     // the program observes, raises no fault for any address, and changes no
     // register or flag, so it behaves like Rust code that does nothing.
@@ -131,13 +131,13 @@ pub(crate) fn prefetch(word: *const AtomicU64) {
             options(nostack, preserves_flags, readonly)
         );
     }
-    #[cfg(any(ringtail_loom, not(target_arch = "x86_64")))]
+    #[cfg(any(feature = "loom", not(target_arch = "x86_64")))]
     let _ = word;
 }
 
 /// Gives the CPU (or, under loom, the model) to another thread while waiting
 /// for a predecessor writer.
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 pub(crate) fn spin_wait(step: &mut u32) {
     if *step < 6 {
         for _ in 0..(1u32 << *step) {
@@ -149,7 +149,7 @@ pub(crate) fn spin_wait(step: &mut u32) {
     *step = step.saturating_add(1);
 }
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 pub(crate) fn spin_wait(_step: &mut u32) {
     loom::thread::yield_now();
 }
@@ -157,13 +157,13 @@ pub(crate) fn spin_wait(_step: &mut u32) {
 /// The claim word: `(next seq, next data word position)`, changed only by a
 /// compare-and-swap of both halves at once so that a batch gets a seq range
 /// and a byte range in the same order as every other batch.
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 pub(crate) struct ClaimWord<'a> {
     /// Header words 8 and 9 of the ring's region.
     word: &'a portable_atomic::AtomicU128,
 }
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 impl ClaimWord<'_> {
     /// # Safety
     /// `ptr` must be 16-byte aligned, valid for reads and writes for as long
@@ -203,12 +203,12 @@ impl ClaimWord<'_> {
     }
 }
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 fn split(v: u128) -> (u64, u64) {
     ((v >> 64) as u64, v as u64)
 }
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 fn join((seq, pos): (u64, u64)) -> u128 {
     ((seq as u128) << 64) | pos as u128
 }
@@ -217,12 +217,12 @@ fn join((seq, pos): (u64, u64)) -> u128 {
 /// (seq in the high 32 bits): like the real 128-bit word it is a single
 /// atomic location with the same orderings, so loom models the weak-memory
 /// behaviour around it faithfully. Models stay far below 2^32.
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 pub(crate) struct ClaimWord {
     word: AtomicU64,
 }
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 impl ClaimWord {
     pub(crate) fn new() -> ClaimWord {
         ClaimWord {
@@ -255,12 +255,12 @@ impl ClaimWord {
     }
 }
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 fn split(v: u64) -> (u64, u64) {
     (v >> 32, v & 0xffff_ffff)
 }
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 fn join((seq, pos): (u64, u64)) -> u64 {
     assert!(
         seq < 1 << 32 && pos < 1 << 32,
@@ -295,13 +295,13 @@ fn join((seq, pos): (u64, u64)) -> u64 {
 /// after a publication checks for new entries after it starts waiting, so
 /// it needs no wake. A follower woken with nothing new (by a chain from an
 /// older publication) does not pass the wake on, so the chain ends.
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 #[derive(Default)]
 pub(crate) struct Notifier {
     event: event_listener::Event,
 }
 
-#[cfg(not(ringtail_loom))]
+#[cfg(not(feature = "loom"))]
 impl Notifier {
     /// After a publication: wakes the oldest waiting follower, unless one
     /// is woken and has not run yet (it will see this publication).
@@ -321,11 +321,11 @@ impl Notifier {
 }
 
 /// Under loom followers poll with `yield_now`, so nothing needs waking.
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 #[derive(Default)]
 pub(crate) struct Notifier;
 
-#[cfg(ringtail_loom)]
+#[cfg(feature = "loom")]
 impl Notifier {
     pub(crate) fn notify(&self) {}
 
