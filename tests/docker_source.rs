@@ -476,12 +476,13 @@ fn driver_figures() {
     let mut run_times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut logs_times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut cpu_per_line = Vec::new();
+    let mut logs_cpu: BTreeMap<&str, [Vec<f64>; 3]> = BTreeMap::new();
     let drivers = ["none", "local", "json-file", s.name.as_str()];
     for k in 0..runs {
         // Interleaved: one run of each driver per round.
         for driver in drivers {
             let name = format!("b{k}-{}", driver.replace('-', ""));
-            let cpu0 = ringtail_cpu(s.ringtail().pid().as_raw());
+            let cpu0 = process_cpu(s.ringtail().pid().as_raw());
             let t = Instant::now();
             s.run(&[
                 "run",
@@ -500,16 +501,35 @@ fn driver_figures() {
                 .or_default()
                 .push(t.elapsed().as_secs_f64());
             if key == "ringtail" {
-                let cpu = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu0;
+                let cpu = process_cpu(s.ringtail().pid().as_raw()) - cpu0;
                 cpu_per_line.push(cpu * 1e6 / n as f64);
             }
             if driver != "none" {
+                // Who spends the CPU of a `docker logs`: dockerd, the CLI
+                // (a child of this process) and, for ours, ringtail.
+                let dockerd = s.docker.pid().expect("dockerd runs");
+                let cpu0 = (
+                    process_cpu(dockerd),
+                    children_cpu(),
+                    process_cpu(s.ringtail().pid().as_raw()),
+                );
                 let t = Instant::now();
                 let out = s.logs(&[&name]);
                 logs_times
                     .entry(key)
                     .or_default()
                     .push(t.elapsed().as_secs_f64());
+                let cpu1 = (
+                    process_cpu(dockerd),
+                    children_cpu(),
+                    process_cpu(s.ringtail().pid().as_raw()),
+                );
+                let spent = logs_cpu
+                    .entry(key)
+                    .or_insert_with(|| [Vec::new(), Vec::new(), Vec::new()]);
+                spent[0].push(cpu1.0 - cpu0.0);
+                spent[1].push(cpu1.1 - cpu0.1);
+                spent[2].push(cpu1.2 - cpu0.2);
                 assert!(
                     out == expected.as_bytes(),
                     "{driver}: docker logs gave every line"
@@ -546,7 +566,7 @@ fn driver_figures() {
 
     // 50 containers at full speed at once: nothing lost, CPU per line.
     let per = 20_000u64;
-    let cpu_before = ringtail_cpu(s.ringtail().pid().as_raw());
+    let cpu_before = process_cpu(s.ringtail().pid().as_raw());
     let t = Instant::now();
     let ids: Vec<String> = (0..50)
         .map(|_| s.start(&["bb:latest", "seq", "1", &per.to_string()]))
@@ -555,19 +575,31 @@ fn driver_figures() {
         s.run(&["wait", id]);
     }
     let fifty = t.elapsed().as_secs_f64();
-    let cpu_fifty = ringtail_cpu(s.ringtail().pid().as_raw()) - cpu_before;
+    let cpu_fifty = process_cpu(s.ringtail().pid().as_raw()) - cpu_before;
     for id in &ids {
         assert!(
             s.logs(&[id]) == seq_text(1, per).as_bytes(),
             "container {id} lost lines"
         );
     }
-    let cpu = ringtail_cpu(s.ringtail().pid().as_raw());
+    let cpu = process_cpu(s.ringtail().pid().as_raw());
     let report: Vec<String> = run_times
         .iter()
         .map(|(d, v)| format!("run --log-driver {d}: {v:.2?} median {:.2} s", median(v.clone())))
         .chain(logs_times.iter().map(|(d, v)| {
             format!("docker logs ({d}, 1M lines): {v:.2?} median {:.2} s", median(v.clone()))
+        }))
+        .chain(logs_cpu.iter().map(|(d, [dockerd, cli, ringtail])| {
+            let ringtail = if *d == "ringtail" {
+                format!(", ringtail {:.2} s", median(ringtail.clone()))
+            } else {
+                String::new()
+            };
+            format!(
+                "docker logs ({d}) CPU, medians: dockerd {:.2} s, docker CLI {:.2} s{ringtail}",
+                median(dockerd.clone()),
+                median(cli.clone())
+            )
         }))
         .chain([
             format!(
@@ -592,8 +624,16 @@ fn driver_figures() {
     ));
 }
 
+/// User + system CPU seconds of this process's children that ended.
+fn children_cpu() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage");
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
+}
+
 /// User + system CPU seconds of a process.
-fn ringtail_cpu(pid: i32) -> f64 {
+fn process_cpu(pid: i32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();

@@ -180,6 +180,11 @@ impl Dockerd {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// dockerd's process id (while it runs).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     /// The temporary directory everything lives in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
