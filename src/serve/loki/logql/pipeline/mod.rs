@@ -137,6 +137,7 @@ impl Hints {
     }
 
     /// Whether a parser has nothing left to extract in this line.
+    #[inline]
     pub fn no_labels(&self, l: &LineLabels<'_>) -> bool {
         self.no_labels || self.all_required_extracted(l)
     }
