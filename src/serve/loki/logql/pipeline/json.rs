@@ -17,11 +17,15 @@
 //! empty value), numbers kept as written, booleans `true`/`false`; `null`
 //! and arrays give no label.
 //!
+//! [`plain_members`] tells a caller when a line is simple enough for its
+//! members to be the labels as they stand (see `eval::range`).
+//!
 //! Bounds: objects nest at most [`MAX_DEPTH`] deep and one line yields at
 //! most [`label_budget`] bytes of flattened labels; past either, the line
 //! gets `__error__="JSONParserErr"` and the labels found so far.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use super::{Hints, LineLabels, DUPLICATE_SUFFIX};
 use crate::serve::loki::logql::ast::Extraction;
@@ -324,6 +328,61 @@ fn append_sanitized(out: &mut String, key: &[u8]) {
             '_'
         });
     }
+}
+
+/// The most members [`plain_members`] takes (it checks each name against
+/// the ones before it).
+pub const PLAIN_MAX: usize = 32;
+
+/// The members of a "plain" JSON line, as `(name, value)` byte spans of
+/// `line`, for callers that can then skip [`LineLabels`]: a line that
+/// `| json` (extracting every field) would turn into exactly these labels,
+/// in this order, with nothing else happening. `false` (and `out` is to be
+/// ignored) unless every member is at the top level, named by a clean key
+/// without escapes, and holds a number, a boolean, a null or an array
+/// (no label), or an ASCII string without escapes; unless the names are
+/// distinct and at most [`PLAIN_MAX`]; and unless the line scans without
+/// error. Names are not checked against the stream labels (a clash gets
+/// the `_extracted` suffix): that is the caller's part.
+///
+/// The label budget cannot run out here: a member of a plain line costs
+/// at most 16 bytes more than its text, less than the budget allows.
+pub fn plain_members(line: &[u8], out: &mut Vec<(Range<u32>, Range<u32>)>) -> bool {
+    out.clear();
+    let base = line.as_ptr() as usize;
+    let span = |part: &[u8]| -> Option<Range<u32>> {
+        let off = (part.as_ptr() as usize).wrapping_sub(base);
+        (off <= line.len() && part.len() <= line.len() - off)
+            .then(|| off as u32..(off + part.len()) as u32)
+    };
+    let r = object_each(line, |key, kind, value, escaped| {
+        match kind {
+            Kind::Array | Kind::Null => return Ok(()),
+            Kind::Object => return Err(Stop::Done),
+            Kind::String | Kind::Number | Kind::Boolean => {}
+        }
+        // Escapes and other text get repaired or replaced: not plain.
+        if escaped || !value.is_ascii() {
+            return Err(Stop::Done);
+        }
+        if !clean_key(key) || out.len() >= PLAIN_MAX {
+            return Err(Stop::Done);
+        }
+        // An escaped key was unescaped into a buffer: not a span of the line.
+        let (Some(k), Some(v)) = (span(key), span(value)) else {
+            return Err(Stop::Done);
+        };
+        let name = &line[k.start as usize..k.end as usize];
+        if out
+            .iter()
+            .any(|(n, _)| &line[n.start as usize..n.end as usize] == name)
+        {
+            return Err(Stop::Done);
+        }
+        out.push((k, v));
+        Ok(())
+    });
+    r.is_ok()
 }
 
 /// `| json`: every field, flattened.

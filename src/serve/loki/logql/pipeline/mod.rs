@@ -376,6 +376,15 @@ impl Pipeline {
         self.stages.is_empty()
     }
 
+    /// Whether the pipeline is `| json` alone, extracting every field:
+    /// then a line that [`json::plain_members`] takes gets exactly its
+    /// members as labels, and the caller may use them directly.
+    pub fn is_json_all(&self) -> bool {
+        matches!(self.stages.as_slice(), [Compiled::Json(_)])
+            && self.hints.required.is_none()
+            && !self.hints.no_labels
+    }
+
     /// Runs the stages over one entry (`msg`, at `ts_ns`); `false` when a
     /// stage dropped it. The line the entry ends with is
     /// [`final_line`](Self::final_line).
