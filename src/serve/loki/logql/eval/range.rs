@@ -35,7 +35,7 @@ use super::{pipeline_error, too_many_series, Eval, LogPlan, Series, Steps};
 use crate::entry::EntryRef;
 use crate::serve::loki::logql::ast::{Conversion, Grouping, RangeExpr, RangeFn};
 use crate::serve::loki::logql::pipeline::{
-    canonical_key, json, key_labels, key_push, label_filter::CompiledLabelFilter,
+    canonical_key, json, key_labels, key_push, key_push_bytes, label_filter::CompiledLabelFilter,
     stage_label_names, Hints, LineLabels, Pipeline, SampleGrouping, Scratch,
 };
 use crate::serve::loki::logql::units;
@@ -238,22 +238,20 @@ impl Acc {
         if !json::plain_members(e.msg, members) {
             return false;
         }
-        let Ok(text) = std::str::from_utf8(e.msg) else {
-            return false;
-        };
-        // Spans of ASCII text between JSON punctuation: char boundaries.
-        let at = |r: &Range<u32>| &text[r.start as usize..r.end as usize];
+        // Bytes throughout: the members are ASCII (`plain_members` checked).
+        let line = e.msg;
+        let at = |r: &Range<u32>| &line[r.start as usize..r.end as usize];
         let base = &self.streams.labels[s];
-        let base_get = |name: &str| {
+        let base_get = |name: &[u8]| {
             base.iter()
-                .find(|(k, v)| k == name && !v.is_empty())
-                .map(|(_, v)| v.as_str())
+                .find(|(k, v)| k.as_bytes() == name && !v.is_empty())
+                .map(|(_, v)| v.as_bytes())
         };
         // A member named like a stream label gets the `_extracted` suffix.
         if members.iter().any(|(n, _)| base_get(at(n)).is_some()) {
             return false;
         }
-        let member = |name: &str| {
+        let member = |name: &[u8]| {
             members
                 .iter()
                 .find(|(n, _)| at(n) == name)
@@ -262,16 +260,16 @@ impl Acc {
         let mut value = 0.0;
         if let Some((label, conv, _)) = &p.unwrap {
             // A stream label of that name: the general path reads it.
-            let Some(v) = member(label) else {
+            let Some(v) = member(label.as_bytes()) else {
                 return false;
             };
             if v.is_empty() {
                 return true;
             }
-            match convert(*conv, v) {
-                Ok(v) => value = v,
+            match std::str::from_utf8(v).map(|v| convert(*conv, v)) {
+                Ok(Ok(v)) => value = v,
                 // The line gets the error: the general path sets it.
-                Err(_) => return false,
+                _ => return false,
             }
         }
         // `SampleGrouping::for_each` over these labels: the stream's
@@ -283,22 +281,27 @@ impl Acc {
             _ if g.no_labels => {}
             Some(names) if !g.without => {
                 for name in names {
+                    let name = name.as_bytes();
                     if let Some(v) = member(name).or_else(|| base_get(name)) {
-                        key_push(key, name, v);
+                        key_push_bytes(key, name, v);
                     }
                 }
             }
             groups => {
-                let keep = |k: &str| groups.as_ref().is_none_or(|g| !g.iter().any(|n| n == k));
+                let keep = |k: &[u8]| {
+                    groups
+                        .as_ref()
+                        .is_none_or(|g| !g.iter().any(|n| n.as_bytes() == k))
+                };
                 for (k, v) in base.iter() {
-                    if !v.is_empty() && keep(k) {
+                    if !v.is_empty() && keep(k.as_bytes()) {
                         key_push(key, k, v);
                     }
                 }
                 for (n, v) in members.iter() {
                     let k = at(n);
                     if keep(k) {
-                        key_push(key, k, at(v));
+                        key_push_bytes(key, k, at(v));
                     }
                 }
             }

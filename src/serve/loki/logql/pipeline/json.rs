@@ -373,10 +373,15 @@ pub fn plain_members(line: &[u8], out: &mut Vec<(Range<u32>, Range<u32>)>) -> bo
             return Err(Stop::Done);
         };
         let name = &line[k.start as usize..k.end as usize];
-        if out
-            .iter()
-            .any(|(n, _)| &line[n.start as usize..n.end as usize] == name)
-        {
+        // Names of a length rarely share their first and last bytes too:
+        // compare those before the bytes.
+        let same = |n: &Range<u32>| {
+            n.len() == name.len()
+                && line[n.start as usize] == name[0]
+                && line[n.end as usize - 1] == name[name.len() - 1]
+                && &line[n.start as usize..n.end as usize] == name
+        };
+        if out.iter().any(|(n, _)| same(n)) {
             return Err(Stop::Done);
         }
         out.push((k, v));

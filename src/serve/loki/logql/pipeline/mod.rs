@@ -500,10 +500,17 @@ impl SampleGrouping {
 /// Appends a label to a series key: names and values with their lengths,
 /// so that no two label sets share a key.
 pub fn key_push(key: &mut Vec<u8>, name: &str, value: &str) {
+    key_push_bytes(key, name.as_bytes(), value.as_bytes());
+}
+
+/// [`key_push`] of UTF-8 text held as bytes.
+#[inline]
+pub fn key_push_bytes(key: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    key.reserve(8 + name.len() + value.len());
     key.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    key.extend_from_slice(name.as_bytes());
+    key.extend_from_slice(name);
     key.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    key.extend_from_slice(value.as_bytes());
+    key.extend_from_slice(value);
 }
 
 /// A key with its labels sorted by name: equal label sets, equal keys.
