@@ -260,8 +260,11 @@ pub fn parse_float(s: &str) -> Result<f64, ConvError> {
     // Rust accepts the same decimal forms; refuse what Go refuses and Rust
     // would take (nothing but digits, sign, dot, exponent and the words).
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let word = body.to_ascii_lowercase();
-    if matches!(word.as_str(), "inf" | "infinity" | "nan") {
+    // Called once per unwrapped line: no lowercased copy for the words.
+    if ["inf", "infinity", "nan"]
+        .iter()
+        .any(|w| body.eq_ignore_ascii_case(w))
+    {
         return s.parse::<f64>().map_err(|_| err());
     }
     if body.is_empty()

@@ -11,11 +11,21 @@
 //! - unwrapped ranges keep each series' samples, sort them by time where
 //!   they are not already, and compute each window with [`super::window`].
 //!
+//! Per line, the cost is the pipeline and finding the line's series. For
+//! `| json` alone with every field kept (no grouping, or `without`), a
+//! plain line (flat, clean keys, no escapes: [`json::plain_members`]) is
+//! read in place, its series key built from the line without the label
+//! set the general pipeline fills; any other line takes the general path,
+//! which decides suffixes and errors. Samples are appended in scan order
+//! and given to their series in the merge.
+//!
 //! Labels follow Loki's sample extractor: the grouping of the function
 //! (`by`/`without`), or the one `sum` passes down, is applied per entry;
 //! an unwrapped label leaves the series' labels; a line with a pipeline
 //! error keeps every label, so that the error reaches the answer as
 //! Loki's pipeline error. `offset d` moves every window `d` back.
+
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
@@ -25,8 +35,8 @@ use super::{pipeline_error, too_many_series, Eval, LogPlan, Series, Steps};
 use crate::entry::EntryRef;
 use crate::serve::loki::logql::ast::{Conversion, Grouping, RangeExpr, RangeFn};
 use crate::serve::loki::logql::pipeline::{
-    canonical_key, key_labels, key_push, label_filter::CompiledLabelFilter, stage_label_names,
-    Hints, LineLabels, Pipeline, SampleGrouping, Scratch,
+    canonical_key, json, key_labels, key_push, key_push_bytes, label_filter::CompiledLabelFilter,
+    stage_label_names, Hints, LineLabels, Pipeline, SampleGrouping, Scratch,
 };
 use crate::serve::loki::logql::units;
 use crate::serve::loki::LokiError;
@@ -43,15 +53,20 @@ struct Acc {
     /// not known yet).
     stream_series: Vec<u32>,
     scratch: Scratch,
+    /// [`json::plain_members`]'s spans, reused.
+    members: Vec<(Range<u32>, Range<u32>)>,
     key: Vec<u8>,
     series: FxHashMap<Box<[u8]>, u32>,
     keys: Vec<Box<[u8]>>,
     /// Difference arrays (length `n + 1`) for counting functions.
     counts: Vec<Vec<i64>>,
     bytes: Vec<Vec<i64>>,
-    /// Samples for unwrapped ranges, and whether each series' are sorted.
-    samples: Vec<Vec<Sample>>,
-    sorted: Vec<bool>,
+    /// Samples for unwrapped ranges in scan order, and the series of each:
+    /// appended in one place rather than to a vector per series, whose
+    /// tails, one per series, cost a cache (and TLB) miss a line; they go
+    /// to their series once, in the merge.
+    samples: Vec<Sample>,
+    sample_series: Vec<u32>,
     /// The last [`steps_for`] answer.
     window: (u64, u64, usize, usize),
     too_many: bool,
@@ -63,6 +78,9 @@ struct Plan<'a> {
     last_step: u64,
     /// No pipeline and no unwrap: an entry's series is its stream's.
     fast: bool,
+    /// `| json` alone, every field extracted, no filter after `unwrap`:
+    /// plain lines skip the general pipeline.
+    json_all: bool,
     range: u64,
     log: LogPlan,
     grouping: SampleGrouping,
@@ -78,13 +96,14 @@ impl Acc {
             fast_keys: KeyIndex::default(),
             stream_series: Vec::new(),
             scratch: Scratch::new(),
+            members: Vec::new(),
             key: Vec::new(),
             series: FxHashMap::default(),
             keys: Vec::new(),
             counts: Vec::new(),
             bytes: Vec::new(),
             samples: Vec::new(),
-            sorted: Vec::new(),
+            sample_series: Vec::new(),
             window: (1, 0, 1, 0),
             too_many: false,
         }
@@ -103,10 +122,7 @@ impl Acc {
         let k: Box<[u8]> = self.key.as_slice().into();
         self.series.insert(k.clone(), i as u32);
         self.keys.push(k);
-        if p.unwrap.is_some() {
-            self.samples.push(Vec::new());
-            self.sorted.push(true);
-        } else {
+        if p.unwrap.is_none() {
             self.counts.push(vec![0; p.steps.n + 1]);
             if p.with_bytes {
                 self.bytes.push(vec![0; p.steps.n + 1]);
@@ -169,6 +185,14 @@ impl Acc {
     #[inline(never)]
     fn visit_pipeline(&mut self, p: &Plan<'_>, e: &EntryRef<'_>, t: u64, i0: usize, i1: usize) {
         let s = self.streams.index(e);
+        if p.json_all {
+            let mut members = std::mem::take(&mut self.members);
+            let done = self.visit_plain_json(p, e, t, i0, i1, s, &mut members);
+            self.members = members;
+            if done {
+                return;
+            }
+        }
         let base = &self.streams.labels[s];
         let mut l = LineLabels::new(base, &mut self.scratch);
         if !p.log.pipeline.run(e.msg, t, &mut l) {
@@ -179,12 +203,7 @@ impl Acc {
             let Some(text) = l.get(label).filter(|v| !v.is_empty()) else {
                 return;
             };
-            let parsed = match conv {
-                Conversion::Float => units::parse_float(text),
-                Conversion::Duration => units::go_duration(text).map(|ns| ns as f64 / 1e9),
-                Conversion::Bytes => units::parse_bytes(text).map(|b| b as f64),
-            };
-            match parsed {
+            match convert(*conv, text) {
                 Ok(v) => value = v,
                 Err(err) => l.set_error(ERR_SAMPLE_EXTRACTION, Some(&err.to_string())),
             }
@@ -196,22 +215,124 @@ impl Acc {
         self.key.clear();
         let key = &mut self.key;
         p.grouping.for_each(&mut l, |k, v| key_push(key, k, v));
+        self.record(p, e, t, i0, i1, value, line_len);
+    }
+
+    /// What [`visit_pipeline`](Self::visit_pipeline) does for a line of a
+    /// `| json` pipeline (every field extracted) that
+    /// [`json::plain_members`] takes, without [`LineLabels`]: the labels
+    /// are the stream's and the members, read in place. `false` when the
+    /// line is not that simple (nothing was recorded): the general path
+    /// then runs, and decides errors, suffixes and the rest.
+    #[allow(clippy::too_many_arguments)]
+    fn visit_plain_json(
+        &mut self,
+        p: &Plan<'_>,
+        e: &EntryRef<'_>,
+        t: u64,
+        i0: usize,
+        i1: usize,
+        s: usize,
+        members: &mut Vec<(Range<u32>, Range<u32>)>,
+    ) -> bool {
+        if !json::plain_members(e.msg, members) {
+            return false;
+        }
+        // Bytes throughout: the members are ASCII (`plain_members` checked).
+        let line = e.msg;
+        let at = |r: &Range<u32>| &line[r.start as usize..r.end as usize];
+        let base = &self.streams.labels[s];
+        let base_get = |name: &[u8]| {
+            base.iter()
+                .find(|(k, v)| k.as_bytes() == name && !v.is_empty())
+                .map(|(_, v)| v.as_bytes())
+        };
+        // A member named like a stream label gets the `_extracted` suffix.
+        if members.iter().any(|(n, _)| base_get(at(n)).is_some()) {
+            return false;
+        }
+        let member = |name: &[u8]| {
+            members
+                .iter()
+                .find(|(n, _)| at(n) == name)
+                .map(|(_, v)| at(v))
+        };
+        let mut value = 0.0;
+        if let Some((label, conv, _)) = &p.unwrap {
+            // A stream label of that name: the general path reads it.
+            let Some(v) = member(label.as_bytes()) else {
+                return false;
+            };
+            if v.is_empty() {
+                return true;
+            }
+            match std::str::from_utf8(v).map(|v| convert(*conv, v)) {
+                Ok(Ok(v)) => value = v,
+                // The line gets the error: the general path sets it.
+                _ => return false,
+            }
+        }
+        // `SampleGrouping::for_each` over these labels: the stream's
+        // (none is overridden), then the members in line order.
+        self.key.clear();
+        let key = &mut self.key;
+        let g = &p.grouping;
+        match &g.groups {
+            _ if g.no_labels => {}
+            Some(names) if !g.without => {
+                for name in names {
+                    let name = name.as_bytes();
+                    if let Some(v) = member(name).or_else(|| base_get(name)) {
+                        key_push_bytes(key, name, v);
+                    }
+                }
+            }
+            groups => {
+                let keep = |k: &[u8]| {
+                    groups
+                        .as_ref()
+                        .is_none_or(|g| !g.iter().any(|n| n.as_bytes() == k))
+                };
+                for (k, v) in base.iter() {
+                    if !v.is_empty() && keep(k.as_bytes()) {
+                        key_push(key, k, v);
+                    }
+                }
+                for (n, v) in members.iter() {
+                    let k = at(n);
+                    if keep(k) {
+                        key_push_bytes(key, k, at(v));
+                    }
+                }
+            }
+        }
+        self.record(p, e, t, i0, i1, value, e.msg.len());
+        true
+    }
+
+    /// Counts the line, or keeps its sample, in the series of `self.key`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn record(
+        &mut self,
+        p: &Plan<'_>,
+        e: &EntryRef<'_>,
+        t: u64,
+        i0: usize,
+        i1: usize,
+        value: f64,
+        line_len: usize,
+    ) {
         let Some(i) = self.series_of_key(p) else {
             return;
         };
         if p.unwrap.is_some() {
-            let samples = &mut self.samples[i];
-            if samples
-                .last()
-                .is_some_and(|last| (last.ts, last.seq) > (t, e.seq))
-            {
-                self.sorted[i] = false;
-            }
-            samples.push(Sample {
+            self.samples.push(Sample {
                 ts: t,
                 seq: e.seq,
                 v: value,
             });
+            self.sample_series.push(i as u32);
         } else {
             self.count(p, i, i0, i1, line_len);
         }
@@ -230,12 +351,32 @@ impl Acc {
     }
 }
 
+/// An unwrapped label's value as a number.
+fn convert(conv: Conversion, text: &str) -> Result<f64, units::ConvError> {
+    match conv {
+        Conversion::Float => units::parse_float(text),
+        Conversion::Duration => units::go_duration(text).map(|ns| ns as f64 / 1e9),
+        Conversion::Bytes => units::parse_bytes(text).map(|b| b as f64),
+    }
+}
+
 /// Evaluates a range aggregation; `inject` is the grouping of a `sum`
 /// around it (Loki passes it down when the function has none).
 pub fn evaluate(
     ev: &Eval<'_>,
     r: &RangeExpr,
     inject: Option<&Grouping>,
+) -> Result<Vec<Series>, LokiError> {
+    evaluate_with(ev, r, inject, true)
+}
+
+/// [`evaluate`]; `plain_json`: whether plain JSON lines may skip the
+/// general pipeline (tests compare both ways).
+fn evaluate_with(
+    ev: &Eval<'_>,
+    r: &RangeExpr,
+    inject: Option<&Grouping>,
+    plain_json: bool,
 ) -> Result<Vec<Series>, LokiError> {
     // Loki's sample extractor: grouping, then the unwrapped label.
     let grouping = r.grouping.as_ref().or(inject);
@@ -282,6 +423,7 @@ pub fn evaluate(
         steps,
         last_step: steps.last(),
         fast: log.pipeline.is_empty() && r.unwrap.is_none(),
+        json_all: plain_json && log.pipeline.is_json_all() && post.is_empty(),
         range: r.range_ns,
         log,
         grouping: SampleGrouping {
@@ -315,31 +457,25 @@ pub fn evaluate(
     let mut keys: Vec<Box<[u8]>> = Vec::new();
     let mut counts: Vec<Vec<i64>> = Vec::new();
     let mut bytes: Vec<Vec<i64>> = Vec::new();
-    let mut samples: Vec<Vec<Sample>> = Vec::new();
-    let mut sorted: Vec<bool> = Vec::new();
+    // Per part: its samples, their series, and each series' index here.
+    let mut part_samples: Vec<(Vec<Sample>, Vec<u32>, Vec<usize>)> = Vec::new();
     for part in parts {
         let Acc {
             keys: pkeys,
             counts: pcounts,
             bytes: pbytes,
             samples: psamples,
-            sorted: psorted,
+            sample_series,
             ..
         } = part;
         let mut pcounts = pcounts.into_iter();
         let mut pbytes = pbytes.into_iter();
-        let mut psamples = psamples.into_iter();
-        let mut psorted = psorted.into_iter();
+        let mut global = Vec::with_capacity(pkeys.len());
         for k in pkeys {
             // Keys were built in the order labels came; series are by
             // label set.
             let k = canonical_key(&k);
-            let (c, b, s, so) = (
-                pcounts.next(),
-                pbytes.next(),
-                psamples.next(),
-                psorted.next(),
-            );
+            let (c, b) = (pcounts.next(), pbytes.next());
             match index.get(&k) {
                 Some(&i) => {
                     if let (Some(c), Some(m)) = (c, counts.get_mut(i)) {
@@ -348,31 +484,44 @@ pub fn evaluate(
                     if let (Some(b), Some(m)) = (b, bytes.get_mut(i)) {
                         m.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
                     }
-                    if let Some(s) = s {
-                        let m = &mut samples[i];
-                        if m.last()
-                            .zip(s.first())
-                            .is_some_and(|(a, b)| (a.ts, a.seq) > (b.ts, b.seq))
-                            || so == Some(false)
-                        {
-                            sorted[i] = false;
-                        }
-                        m.extend(s);
-                    }
+                    global.push(i);
                 }
                 None => {
                     index.insert(k.clone(), keys.len());
+                    global.push(keys.len());
                     keys.push(k);
                     counts.extend(c);
                     bytes.extend(b);
-                    samples.extend(s);
-                    sorted.extend(so);
                 }
             }
         }
+        part_samples.push((psamples, sample_series, global));
     }
     if keys.len() > ev.limits.max_series {
         return Err(too_many_series(ev.limits.max_series));
+    }
+    // Each series' samples in seq order (parts in order, each in scan
+    // order), and whether that is time order too.
+    let mut samples: Vec<Vec<Sample>> = Vec::new();
+    let mut sorted: Vec<bool> = Vec::new();
+    if plan.unwrap.is_some() {
+        let mut len = vec![0usize; keys.len()];
+        for (_, series, global) in &part_samples {
+            series.iter().for_each(|&s| len[global[s as usize]] += 1);
+        }
+        samples = len.iter().map(|&n| Vec::with_capacity(n)).collect();
+        sorted = vec![true; keys.len()];
+        let mut last = vec![(0u64, 0u64); keys.len()];
+        for (psamples, series, global) in part_samples {
+            for (x, s) in psamples.into_iter().zip(series) {
+                let i = global[s as usize];
+                if last[i] > (x.ts, x.seq) {
+                    sorted[i] = false;
+                }
+                last[i] = (x.ts, x.seq);
+                samples[i].push(x);
+            }
+        }
     }
     let range_secs = r.range_ns as f64 / NANOS_PER_SEC as f64;
     let n = steps.n;
@@ -470,4 +619,120 @@ pub fn steps_for(steps: &Steps, range: u64, t: u64) -> (u64, u64, usize, usize) 
         k as usize
     };
     (from, until, first, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Flags, Origin};
+    use crate::ring::{Ring, RingConfig};
+    use crate::serve::loki::logql::{ast::Expr, parser};
+    use crate::serve::loki::LokiLimits;
+    use crate::timefmt::{now_ns, NANOS_PER_SEC};
+
+    /// Lines read in place (plain JSON) and lines left to the general
+    /// pipeline (clashes, duplicates, nesting, escapes, errors) give the
+    /// same series, values and errors either way.
+    #[test]
+    fn plain_json_lines_match_the_pipeline() {
+        let ring = Ring::open(&RingConfig::new(1024)).unwrap();
+        let h = ring
+            .origin(
+                Origin::new("app")
+                    .with_label("job", "x")
+                    .with_label("empty", ""),
+            )
+            .unwrap();
+        let lines = [
+            r#"{"level":"info","latency_ms":12,"msg":"ok"}"#,
+            r#"{"level":"info","latency_ms":"7.5","ok":true,"list":[1,2],"n":null}"#,
+            r#"{"level":"info", "latency_ms" : 1e3 , "msg":"ok"}"#,
+            r#"{"job":"other","latency_ms":3}"#,
+            r#"{"level":"warn","level":"x","latency_ms":4}"#,
+            r#"{"a":{"b":"c"},"latency_ms":5}"#,
+            r#"{"msg":"caf\u00e9","latency_ms":6}"#,
+            r#"{"msg":"café","latency_ms":6}"#,
+            r#"{"m\"k":"v","latency_ms":1}"#,
+            r#"{"1x":"v","a.b":"w","latency_ms":2}"#,
+            r#"{"latency_ms":"","level":"info"}"#,
+            r#"{"level":"info"}"#,
+            r#"{"level":"info","latency_ms":9} trailing"#,
+            r#"{"empty":"e","latency_ms":8}"#,
+        ];
+        for l in lines {
+            ring.append(&h, Flags::default(), l.as_bytes());
+        }
+        // Lines that end in a pipeline error (the last one when unwrapped).
+        let bad = ring.origin(Origin::new("bad")).unwrap();
+        for l in [
+            r#"{"level":"info","latency_ms":9"#,
+            "not json",
+            r#"{"latency_ms":"abc"}"#,
+        ] {
+            ring.append(&bad, Flags::default(), l.as_bytes());
+        }
+        let limits = LokiLimits::default();
+        let ev = Eval {
+            snap: ring.snapshot(),
+            steps: Steps {
+                start: now_ns() + NANOS_PER_SEC,
+                step: NANOS_PER_SEC,
+                n: 3,
+            },
+            limits: &limits,
+        };
+        let by = |without: bool, labels: &[&str]| Grouping {
+            without,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        };
+        for (q, inject) in [
+            (r#"count_over_time({source="app"} | json [1h])"#, None),
+            (r#"bytes_over_time({source="app"} | json [1h])"#, None),
+            // `sum without (...)`/`sum by (...)` pass their grouping down.
+            (
+                r#"count_over_time({source="app"} | json [1h])"#,
+                Some(by(true, &["msg", "level"])),
+            ),
+            (
+                r#"count_over_time({source="app"} | json [1h])"#,
+                Some(by(false, &["level", "job"])),
+            ),
+            (
+                r#"quantile_over_time(0.5, {source="app"} | json | unwrap latency_ms [1h])"#,
+                None,
+            ),
+            (
+                r#"sum_over_time({source="app"} | json | unwrap latency_ms [1h])"#,
+                Some(by(true, &["msg"])),
+            ),
+            (
+                r#"max_over_time({source="app"} | json | unwrap latency_ms [1h]) by (level)"#,
+                None,
+            ),
+            (r#"count_over_time({source=~"app|bad"} | json [1h])"#, None),
+            (
+                r#"quantile_over_time(0.5, {source=~"app|bad"} |= "latency_ms" | json | unwrap latency_ms [1h])"#,
+                None,
+            ),
+        ] {
+            let Expr::Range(r) = parser::parse(q).unwrap() else {
+                panic!("{q}: not a range aggregation");
+            };
+            let got = |plain| {
+                evaluate_with(&ev, &r, inject.as_ref(), plain)
+                    .map(|v| format!("{v:?}"))
+                    .map_err(|e| e.to_string())
+            };
+            let general = got(false);
+            if q.contains("bad") {
+                assert!(general.is_err(), "{q}: {general:?}");
+            } else {
+                assert!(
+                    general.as_ref().is_ok_and(|v| v.len() > 2),
+                    "{q}: {general:?}"
+                );
+            }
+            assert_eq!(got(true), general, "{q}");
+        }
+    }
 }

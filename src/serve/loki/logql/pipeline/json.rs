@@ -17,11 +17,15 @@
 //! empty value), numbers kept as written, booleans `true`/`false`; `null`
 //! and arrays give no label.
 //!
+//! [`plain_members`] tells a caller when a line is simple enough for its
+//! members to be the labels as they stand (see `eval::range`).
+//!
 //! Bounds: objects nest at most [`MAX_DEPTH`] deep and one line yields at
 //! most [`label_budget`] bytes of flattened labels; past either, the line
 //! gets `__error__="JSONParserErr"` and the labels found so far.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use super::{Hints, LineLabels, DUPLICATE_SUFFIX};
 use crate::serve::loki::logql::ast::Extraction;
@@ -70,11 +74,25 @@ fn next_token(data: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p)
 }
 
+/// How far [`string_end`] looks byte by byte before it searches.
+const SHORT_STRING: usize = 32;
+
 /// The end (past the closing quote) of a string whose body starts at
 /// `from`, and whether it holds escapes.
 fn string_end(data: &[u8], from: usize) -> Option<(usize, bool)> {
-    let mut escaped = false;
+    // Strings in log lines are mostly a few bytes: a plain loop finds the
+    // end of those sooner than setting up a vectorised search per string.
     let mut i = from;
+    let short = data.len().min(from.saturating_add(SHORT_STRING));
+    while i < short {
+        match data[i] {
+            b'"' => return Some((i + 1, false)),
+            b'\\' => break,
+            _ => i += 1,
+        }
+    }
+    // No backslash before `i`: the general search may start there.
+    let mut escaped = false;
     while let Some(p) = memchr::memchr2(b'"', b'\\', &data[i.min(data.len())..]) {
         i += p;
         if data[i] == b'\\' {
@@ -117,21 +135,31 @@ fn block_end(data: &[u8], from: usize, open: u8, close: u8) -> Option<usize> {
     None
 }
 
+/// A scanned value: its kind, the span of its text (a string's without the
+/// quotes), and where it ends.
+type Scanned = (Kind, usize, usize, usize);
+
 /// The value starting at `at` (not whitespace): its kind and the span of
 /// its text (a string's without the quotes), and where it ends.
-fn value_at(data: &[u8], at: usize) -> Result<(Kind, usize, usize, usize), &'static str> {
+fn value_at(data: &[u8], at: usize) -> Result<Scanned, &'static str> {
+    value_escaped_at(data, at).map(|(v, _)| v)
+}
+
+/// [`value_at`], and whether a string value holds a backslash (so that
+/// callers need not look for one again).
+fn value_escaped_at(data: &[u8], at: usize) -> Result<(Scanned, bool), &'static str> {
     match data[at] {
         b'"' => {
-            let (end, _) = string_end(data, at + 1).ok_or(MALFORMED_STRING)?;
-            Ok((Kind::String, at + 1, end - 1, end))
+            let (end, escaped) = string_end(data, at + 1).ok_or(MALFORMED_STRING)?;
+            Ok(((Kind::String, at + 1, end - 1, end), escaped))
         }
         b'[' => {
             let end = block_end(data, at, b'[', b']').ok_or(MALFORMED_ARRAY)?;
-            Ok((Kind::Array, at, end, end))
+            Ok(((Kind::Array, at, end, end), false))
         }
         b'{' => {
             let end = block_end(data, at, b'{', b'}').ok_or(MALFORMED_OBJECT)?;
-            Ok((Kind::Object, at, end, end))
+            Ok(((Kind::Object, at, end, end), false))
         }
         c => {
             let end = data[at..]
@@ -148,16 +176,17 @@ fn value_at(data: &[u8], at: usize) -> Result<(Kind, usize, usize, usize), &'sta
             if end == at {
                 return Err(MALFORMED_VALUE);
             }
-            Ok((kind, at, end, end))
+            Ok(((kind, at, end, end), false))
         }
     }
 }
 
-/// Calls `f(key, kind, value)` for each member of the object at `data`
-/// (leading whitespace allowed), with jsonparser's rules and errors.
+/// Calls `f(key, kind, value, escaped)` for each member of the object at
+/// `data` (leading whitespace allowed), with jsonparser's rules and
+/// errors; `escaped`: a string value holds a backslash.
 fn object_each(
     data: &[u8],
-    mut f: impl FnMut(&[u8], Kind, &[u8]) -> Result<(), Stop>,
+    mut f: impl FnMut(&[u8], Kind, &[u8], bool) -> Result<(), Stop>,
 ) -> Result<(), Stop> {
     let err = |m: &'static str| Stop::Error(Cow::Borrowed(m));
     let mut i = next_token(data, 0).ok_or(err(MALFORMED_OBJECT))?;
@@ -192,8 +221,8 @@ fn object_each(
             return Err(err(MALFORMED_JSON));
         }
         i = next_token(data, i + 1).ok_or(err(MALFORMED_JSON))?;
-        let (kind, vs, ve, end) = value_at(data, i).map_err(err)?;
-        f(key, kind, &data[vs..ve])?;
+        let ((kind, vs, ve, end), escaped) = value_escaped_at(data, i).map_err(err)?;
+        f(key, kind, &data[vs..ve], escaped)?;
         i = next_token(data, end).ok_or(err(MALFORMED_ARRAY))?;
         match data[i] {
             b'}' => return Ok(()),
@@ -301,6 +330,66 @@ fn append_sanitized(out: &mut String, key: &[u8]) {
     }
 }
 
+/// The most members [`plain_members`] takes (it checks each name against
+/// the ones before it).
+pub const PLAIN_MAX: usize = 32;
+
+/// The members of a "plain" JSON line, as `(name, value)` byte spans of
+/// `line`, for callers that can then skip [`LineLabels`]: a line that
+/// `| json` (extracting every field) would turn into exactly these labels,
+/// in this order, with nothing else happening. `false` (and `out` is to be
+/// ignored) unless every member is at the top level, named by a clean key
+/// without escapes, and holds a number, a boolean, a null or an array
+/// (no label), or an ASCII string without escapes; unless the names are
+/// distinct and at most [`PLAIN_MAX`]; and unless the line scans without
+/// error. Names are not checked against the stream labels (a clash gets
+/// the `_extracted` suffix): that is the caller's part.
+///
+/// The label budget cannot run out here: a member of a plain line costs
+/// at most 16 bytes more than its text, less than the budget allows.
+pub fn plain_members(line: &[u8], out: &mut Vec<(Range<u32>, Range<u32>)>) -> bool {
+    out.clear();
+    let base = line.as_ptr() as usize;
+    let span = |part: &[u8]| -> Option<Range<u32>> {
+        let off = (part.as_ptr() as usize).wrapping_sub(base);
+        (off <= line.len() && part.len() <= line.len() - off)
+            .then(|| off as u32..(off + part.len()) as u32)
+    };
+    let r = object_each(line, |key, kind, value, escaped| {
+        match kind {
+            Kind::Array | Kind::Null => return Ok(()),
+            Kind::Object => return Err(Stop::Done),
+            Kind::String | Kind::Number | Kind::Boolean => {}
+        }
+        // Escapes and other text get repaired or replaced: not plain.
+        if escaped || !value.is_ascii() {
+            return Err(Stop::Done);
+        }
+        if !clean_key(key) || out.len() >= PLAIN_MAX {
+            return Err(Stop::Done);
+        }
+        // An escaped key was unescaped into a buffer: not a span of the line.
+        let (Some(k), Some(v)) = (span(key), span(value)) else {
+            return Err(Stop::Done);
+        };
+        let name = &line[k.start as usize..k.end as usize];
+        // Names of a length rarely share their first and last bytes too:
+        // compare those before the bytes.
+        let same = |n: &Range<u32>| {
+            n.len() == name.len()
+                && line[n.start as usize] == name[0]
+                && line[n.end as usize - 1] == name[name.len() - 1]
+                && &line[n.start as usize..n.end as usize] == name
+        };
+        if out.iter().any(|(n, _)| same(n)) {
+            return Err(Stop::Done);
+        }
+        out.push((k, v));
+        Ok(())
+    });
+    r.is_ok()
+}
+
 /// `| json`: every field, flattened.
 pub struct JsonStage;
 
@@ -314,6 +403,7 @@ impl JsonStage {
             name: String::new(),
             budget: label_budget(line.len()),
             hints,
+            text: std::str::from_utf8(line).ok(),
         };
         match walk.object(line, l, 0) {
             Ok(()) | Err(Stop::Done) => {}
@@ -330,6 +420,26 @@ struct Walk<'h> {
     /// Label bytes this line may still produce.
     budget: usize,
     hints: &'h Hints,
+    /// The line, when it is UTF-8: checked once, so that its keys and
+    /// values are borrowed as text without checking each again.
+    text: Option<&'h str>,
+}
+
+/// `part` as text: sliced from `text` (the UTF-8 line it lies in) when it
+/// can be, else checked on its own (a key unescaped into a buffer, or a
+/// line that is not UTF-8).
+fn as_str<'a>(text: Option<&'a str>, part: &'a [u8]) -> Option<&'a str> {
+    if let Some(t) = text {
+        let off = (part.as_ptr() as usize).wrapping_sub(t.as_ptr() as usize);
+        if off <= t.len() && part.len() <= t.len() - off {
+            // Splits at JSON punctuation (ASCII) are char boundaries;
+            // `get` checks that anyway.
+            if let Some(s) = t.get(off..off + part.len()) {
+                return Some(s);
+            }
+        }
+    }
+    std::str::from_utf8(part).ok()
 }
 
 /// Whether a key is a label name as it is: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -340,10 +450,17 @@ fn clean_key(key: &[u8]) -> bool {
 }
 
 /// A scalar's value as a label value, borrowed from the line when it needs
-/// no unescaping or repair.
-fn value_text<'a>(kind: Kind, raw: &'a [u8], tmp: &'a mut String) -> &'a str {
+/// no unescaping or repair; `escaped`: a string holds a backslash; `text`:
+/// the line, when it is UTF-8 (see [`as_str`]).
+fn value_text<'a>(
+    kind: Kind,
+    raw: &'a [u8],
+    escaped: bool,
+    text: Option<&'a str>,
+    tmp: &'a mut String,
+) -> &'a str {
     match kind {
-        Kind::Number => std::str::from_utf8(raw).unwrap_or("0"),
+        Kind::Number => as_str(text, raw).unwrap_or("0"),
         Kind::Boolean => {
             if raw == b"true" {
                 "true"
@@ -352,8 +469,8 @@ fn value_text<'a>(kind: Kind, raw: &'a [u8], tmp: &'a mut String) -> &'a str {
             }
         }
         _ => {
-            if raw.is_ascii() && !raw.contains(&b'\\') {
-                return std::str::from_utf8(raw).expect("ASCII is UTF-8");
+            if !escaped && raw.is_ascii() {
+                return as_str(text, raw).expect("ASCII is UTF-8");
             }
             let mut bytes = Vec::new();
             *tmp = string_value(raw, &mut bytes);
@@ -383,7 +500,8 @@ impl Walk<'_> {
                 "JSON objects nested more than {MAX_DEPTH} deep: ringtail reads no deeper"
             ))));
         }
-        object_each(data, |key, kind, value| {
+        let text = self.text;
+        object_each(data, |key, kind, value, escaped| {
             match kind {
                 Kind::String | Kind::Number | Kind::Boolean => {
                     // Most keys are label names already: no copy then.
@@ -392,7 +510,7 @@ impl Walk<'_> {
                         self.build_name(key);
                     }
                     let name: &str = if plain {
-                        std::str::from_utf8(key).expect("clean keys are ASCII")
+                        as_str(text, key).expect("clean keys are ASCII")
                     } else {
                         &self.name
                     };
@@ -408,7 +526,7 @@ impl Walk<'_> {
                     };
                     if self.hints.wants(name, l) {
                         let mut tmp = String::new();
-                        let v = value_text(kind, value, &mut tmp);
+                        let v = value_text(kind, value, escaped, text, &mut tmp);
                         let cost = name.len() + v.len() + 16;
                         if cost > self.budget {
                             return Err(Stop::Error(Cow::Borrowed(
@@ -677,13 +795,13 @@ pub fn unpack(line: &[u8], l: &mut LineLabels<'_>, hints: &Hints, out: &mut Vec<
     let mut found: Vec<(String, String)> = Vec::new();
     let mut entry: Option<Vec<u8>> = None;
     let mut tmp = Vec::new();
-    let r = object_each(line, |key, kind, value| {
+    let r = object_each(line, |key, kind, value, escaped| {
         if kind != Kind::String {
             return Ok(());
         }
         if key == b"_entry" {
             let mut e = Vec::new();
-            let raw: &[u8] = if value.contains(&b'\\') {
+            let raw: &[u8] = if escaped {
                 if !unescape(value, &mut e) {
                     return Err(Stop::Error(Cow::Borrowed(MALFORMED_ESCAPE)));
                 }

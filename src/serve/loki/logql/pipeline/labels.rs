@@ -126,10 +126,14 @@ impl<'a> LineLabels<'a> {
 
     fn base_get(&self, name: &str) -> Option<&'a str> {
         let base = self.base;
-        base.binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| base[i].1.as_str())
-            .filter(|v| !v.is_empty())
+        // Parsers ask this for every field they read: for the usual few
+        // stream labels, equality (lengths first) beats ordering them.
+        let i = if base.len() <= 8 {
+            base.iter().position(|(k, _)| k == name)
+        } else {
+            base.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()
+        };
+        i.map(|i| base[i].1.as_str()).filter(|v| !v.is_empty())
     }
 
     fn is_deleted(&self, name: &str) -> bool {

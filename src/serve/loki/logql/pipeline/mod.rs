@@ -137,6 +137,7 @@ impl Hints {
     }
 
     /// Whether a parser has nothing left to extract in this line.
+    #[inline]
     pub fn no_labels(&self, l: &LineLabels<'_>) -> bool {
         self.no_labels || self.all_required_extracted(l)
     }
@@ -375,6 +376,15 @@ impl Pipeline {
         self.stages.is_empty()
     }
 
+    /// Whether the pipeline is `| json` alone, extracting every field:
+    /// then a line that [`json::plain_members`] takes gets exactly its
+    /// members as labels, and the caller may use them directly.
+    pub fn is_json_all(&self) -> bool {
+        matches!(self.stages.as_slice(), [Compiled::Json(_)])
+            && self.hints.required.is_none()
+            && !self.hints.no_labels
+    }
+
     /// Runs the stages over one entry (`msg`, at `ts_ns`); `false` when a
     /// stage dropped it. The line the entry ends with is
     /// [`final_line`](Self::final_line).
@@ -490,10 +500,17 @@ impl SampleGrouping {
 /// Appends a label to a series key: names and values with their lengths,
 /// so that no two label sets share a key.
 pub fn key_push(key: &mut Vec<u8>, name: &str, value: &str) {
+    key_push_bytes(key, name.as_bytes(), value.as_bytes());
+}
+
+/// [`key_push`] of UTF-8 text held as bytes.
+#[inline]
+pub fn key_push_bytes(key: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    key.reserve(8 + name.len() + value.len());
     key.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    key.extend_from_slice(name.as_bytes());
+    key.extend_from_slice(name);
     key.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    key.extend_from_slice(value.as_bytes());
+    key.extend_from_slice(value);
 }
 
 /// A key with its labels sorted by name: equal label sets, equal keys.
