@@ -6,11 +6,20 @@
 //! comes and promises:
 //!
 //! - **A container never waits on ringtail.** Every read that returns
-//!   bytes is decoded and stored at once, with no pacing and no lock on
-//!   the way: the ring evicts its oldest entries rather than make a writer
-//!   wait, and readers that lagged are told by a gap. One read buffer of
+//!   bytes is decoded and stored at once, with no lock on the way: the
+//!   ring evicts its oldest entries rather than make a writer wait, and
+//!   readers that lagged are told by a gap. One read buffer of
 //!   [`READ_LEN`] bytes per FIFO; a FIFO that never stops writing yields to
 //!   the others after [`READS_PER_TURN`] full reads.
+//! - **Few wake-ups when a container floods.** dockerd writes one frame
+//!   per `write(2)`, so a reader woken by each write would pay a wake-up,
+//!   a read and a ring append per line. After a pass that emptied the
+//!   pipe, the reader waits [`GATHER`] before it looks again, so a flood
+//!   is read in batches of up to a millisecond's worth; meanwhile the
+//!   frames wait in the pipe, which is enlarged to [`PIPE_LEN`] so that a
+//!   container would have to write faster than about 500 MB/s to fill it.
+//!   A lone line is read at once (its wait comes after it); a line that
+//!   follows within the millisecond waits at most that long.
 //! - **Frames are decoded, not guessed**: each entry keeps the container's
 //!   `time_nano` as its source time ([`SourceTime::Kept`]); oversized and
 //!   garbage frames are skipped in sync, counted, and reported through the
@@ -42,6 +51,37 @@ use crate::sources::pipeline::{Batch, Limiter, Pipeline};
 
 /// Bytes read at once from a FIFO (the size of the pipe's default buffer).
 pub const READ_LEN: usize = 64 * 1024;
+
+/// The pipe buffer a FIFO is given when it is opened (Linux's default is
+/// 64 KiB): room for the frames that arrive while the reader gathers.
+pub const PIPE_LEN: usize = 1024 * 1024;
+
+/// How long a reader waits after a pass that emptied the pipe before it
+/// looks again (see the module docs).
+pub const GATHER: Duration = Duration::from_millis(1);
+
+/// Gives the pipe behind `rx` a [`PIPE_LEN`] buffer, or leaves it as it is
+/// when the kernel refuses (an unprivileged process past
+/// `/proc/sys/fs/pipe-max-size` or its user's pipe quota); returns the
+/// size the pipe has.
+pub fn enlarge_pipe(rx: &pipe::Receiver) -> Option<usize> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::fd::AsRawFd;
+    let fd = rx.as_raw_fd();
+    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_LEN as libc::c_int));
+    fcntl(fd, FcntlArg::F_GETPIPE_SZ).ok().map(|n| n as usize)
+}
+
+/// One `read(2)` of the FIFO, whatever tokio has seen of its readiness.
+///
+/// `try_read` answers `WouldBlock` without a system call while the
+/// reactor has not yet delivered the FIFO's readiness, which under load
+/// can lag behind a write by milliseconds; StopLogging's drain must see
+/// everything dockerd wrote before the call, so it asks the kernel.
+fn read_now(rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::read(rx.as_raw_fd(), buf).map_err(io::Error::from)
+}
 
 /// Full reads in a row before a reader lets the others have a turn.
 pub const READS_PER_TURN: usize = 16;
@@ -216,6 +256,13 @@ impl FifoReader {
                     Ok(n) => {
                         self.take(&buf[..n]);
                         if n < buf.len() {
+                            // The pipe is empty: let the next frames
+                            // gather (a stop or a shutdown ends the wait).
+                            tokio::select! {
+                                _ = tokio::time::sleep(GATHER) => {}
+                                _ = stop.cancelled() => {}
+                                _ = shutdown.cancelled() => {}
+                            }
                             break;
                         }
                         full += 1;
@@ -235,7 +282,7 @@ impl FifoReader {
     /// Reads until the FIFO would block (or ends).
     fn drain(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
         loop {
-            match rx.try_read(buf) {
+            match read_now(rx, buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -254,7 +301,7 @@ impl FifoReader {
             // Read no further than this frame's end: the next frame is
             // left whole in the pipe.
             let want = self.decoder.bytes_to_boundary().clamp(1, buf.len());
-            match rx.try_read(&mut buf[..want]) {
+            match read_now(rx, &mut buf[..want]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -270,5 +317,28 @@ impl FifoReader {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fifos_get_the_larger_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // dockerd holds its end read-write; so does this test.
+        let rx = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(&path)
+            .unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(PIPE_LEN);
+        let size = enlarge_pipe(&rx).expect("F_GETPIPE_SZ answers");
+        assert!(size >= PIPE_LEN.min(max), "{size}");
     }
 }

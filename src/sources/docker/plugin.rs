@@ -354,6 +354,7 @@ impl Driver {
                 file: file.to_path_buf(),
                 source,
             })?;
+        super::fifo::enlarge_pipe(&rx);
         let reader = FifoReader::new(
             file.to_path_buf(),
             &self.pipeline,
@@ -585,8 +586,10 @@ mod tests {
             max_frame_len,
             CancellationToken::new(),
         ));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        // One thread, running only inside `block_on`: a line the test
+        // writes is not seen by the reactor until the next call, as when
+        // dockerd calls StopLogging right after a write on a busy host.
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
