@@ -218,23 +218,29 @@ fn read_file(args: &ReadArgs, path: &std::path::Path) -> Result<(), ReadError> {
     // The same JSON request the daemon would get, checked by the same code.
     let line = serde_json::to_vec(&args.request()).expect("a request serialises");
     let request = memlogq::parse_request(&line).map_err(|e| ReadError::File(e.to_string()))?;
-    #[cfg(not(feature = "loom"))]
-    let (ring, _) = Ring::open_copy(path).map_err(|e| ReadError::File(e.to_string()))?;
     // The loom build of the ring has no ring files.
     #[cfg(feature = "loom")]
-    let ring: Ring = return Err(ReadError::File(format!(
-        "{}: this is the loom model build, which reads no ring files",
-        path.display()
-    )));
-    report_torn(path, &ring);
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    dump(&ring, &request, args.output, &mut out)?;
-    out.flush()?;
-    Ok(())
+    {
+        let _ = request;
+        Err(ReadError::File(format!(
+            "{}: this is the loom model build, which reads no ring files",
+            path.display()
+        )))
+    }
+    #[cfg(not(feature = "loom"))]
+    {
+        let (ring, _) = Ring::open_copy(path).map_err(|e| ReadError::File(e.to_string()))?;
+        report_torn(path, &ring);
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+        dump(&ring, &request, args.output, &mut out)?;
+        out.flush()?;
+        Ok(())
+    }
 }
 
 /// Says on stderr what recovery dropped from a ring file, if anything.
+#[cfg(not(feature = "loom"))]
 pub(crate) fn report_torn(path: &std::path::Path, ring: &Ring) {
     let torn = ring.recovery().torn;
     if torn > 0 {

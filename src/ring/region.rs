@@ -31,6 +31,7 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RINGTAIL");
 /// layouts read the same.
 pub(crate) const VERSION: u64 = 2;
 /// The oldest layout version that can be upgraded to [`VERSION`].
+#[cfg_attr(feature = "loom", allow(dead_code))]
 pub(crate) const UPGRADABLE_VERSION: u64 = 1;
 
 /// Header word indexes. The claim word (two words, 16-byte aligned) and the

@@ -329,5 +329,6 @@ pub(crate) struct Notifier;
 impl Notifier {
     pub(crate) fn notify(&self) {}
 
+    #[allow(dead_code)]
     pub(crate) fn pass_on(&self) {}
 }
