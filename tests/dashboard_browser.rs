@@ -19,7 +19,6 @@
 
 mod support;
 
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use ringtail::selflog::SelfLog;
 use ringtail::serve::http::{self, HttpConfig, HttpState};
 use ringtail::serve::{dashboard, loki};
 use serde_json::{json, Value};
+use support::free_port;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -83,14 +83,6 @@ fn ensure_browser() -> Result<(), String> {
                 .into(),
         )
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn target_dir() -> PathBuf {

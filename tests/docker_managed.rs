@@ -14,22 +14,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use support::dockerd::{unique_plugin_name, Dockerd};
-use support::{static_bin, wait_for, DEADLINE};
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, static_bin, wait_for, DEADLINE};
 
 /// `GET path` on the plugin's HTTP API (HTTP/1.0: the body comes whole,
 /// not chunked); `None` while it does not answer.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ringtail::sources::fdpass;
-use support::{bin, collect, wait_for, DEADLINE};
+use support::{bin, collect, free_port, wait_for, DEADLINE};
 
 /// Whether a program is on the PATH.
 fn have(program: &str) -> bool {
@@ -122,16 +122,6 @@ fn sigterm(child: &std::process::Child) {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-}
-
-/// A free TCP port on loopback (bound and released: systemd-socket-activate
-/// takes an address, not a socket).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// ringtail binding its own sockets: at the moment READY=1 arrives, each

@@ -574,3 +574,12 @@ pub fn static_bin() -> &'static Path {
         PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
     })
 }
+
+/// A loopback TCP port that is free right now (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
