@@ -10,7 +10,7 @@
 //!
 //! Batched receives: rustix 1.1 has no `recvmmsg` (it is listed among its
 //! not-implemented calls); nix 0.29 has `nix::sys::socket::recvmmsg`,
-//! used by [`recv_batch_with_creds`].
+//! used by [`recv_batch_with_creds`] and, for UDP, [`recv_batch_from`].
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -112,6 +112,47 @@ pub fn recv_batch_with_creds(
             truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
             credentials,
         });
+    }
+    Ok(())
+}
+
+/// Receives up to `bufs.len()` UDP datagrams in one `recvmmsg(2)` call,
+/// without waiting: one `(length, truncated, peer)` per datagram in `out`
+/// (cleared first), the datagram in the buffer of the same index. An
+/// empty queue is `ErrorKind::WouldBlock`.
+pub fn recv_batch_from(
+    socket: impl AsFd,
+    bufs: &mut [Vec<u8>],
+    out: &mut Vec<(usize, bool, Option<std::net::SocketAddr>)>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+
+    out.clear();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(bufs.len(), None);
+    let mut iovs: Vec<[io::IoSliceMut<'_>; 1]> =
+        bufs.iter_mut().map(|b| [io::IoSliceMut::new(b)]).collect();
+    let results = recvmmsg(
+        socket.as_fd().as_raw_fd(),
+        &mut headers,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    for msg in results {
+        let peer = msg.address.and_then(|a: SockaddrStorage| {
+            match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Some(v4), _) => Some(std::net::SocketAddr::V4((*v4).into())),
+                (None, Some(v6)) => Some(std::net::SocketAddr::V6((*v6).into())),
+                (None, None) => None,
+            }
+        });
+        out.push((
+            msg.bytes,
+            msg.flags.contains(MsgFlags::MSG_TRUNC),
+            peer,
+        ));
     }
     Ok(())
 }
