@@ -156,6 +156,10 @@ pub struct Ingest {
     pipeline: Pipeline,
     cache: HashMap<Vec<u8>, OriginHandle>,
     key: Vec<u8>,
+    /// The key of the previous message and its handle (`None` when that
+    /// message got no origin).
+    last_key: Vec<u8>,
+    last: Option<OriginHandle>,
     current: Option<OriginHandle>,
     batch: Batch,
     pub stats: IngestStats,
@@ -168,6 +172,8 @@ impl Ingest {
             pipeline,
             cache: HashMap::new(),
             key: Vec::new(),
+            last_key: Vec::new(),
+            last: None,
             current: None,
             batch,
             stats: IngestStats::default(),
@@ -252,11 +258,22 @@ impl Ingest {
 
     /// The origin of a message, from the cache or interned.
     fn origin(&mut self, m: &Message<'_>, sender: Sender) -> Option<OriginHandle> {
+        // Runs of one sender are the common case: comparing with the last
+        // key is cheaper than hashing it (SipHash, kept because the keys
+        // are senders' bytes and a weak hash could be flooded).
+        std::mem::swap(&mut self.key, &mut self.last_key);
         self.key.clear();
         cache_key(&mut self.key, m, sender);
+        if self.key == self.last_key {
+            if let Some(h) = &self.last {
+                return Some(h.clone());
+            }
+        }
         if let Some(h) = self.cache.get(&self.key[..]) {
+            self.last = Some(h.clone());
             return Some(h.clone());
         }
+        self.last = None;
         let origin = build_origin(m, sender);
         let handle = match self.pipeline.origin(origin.clone()) {
             Ok(h) => h,
@@ -286,6 +303,7 @@ impl Ingest {
             self.cache.clear();
         }
         self.cache.insert(self.key.clone(), handle.clone());
+        self.last = Some(handle.clone());
         Some(handle)
     }
 
@@ -295,6 +313,8 @@ impl Ingest {
         self.flush();
         self.cache = HashMap::new();
         self.key = Vec::new();
+        self.last_key = Vec::new();
+        self.last = None;
     }
 }
 

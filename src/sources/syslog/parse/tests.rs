@@ -498,6 +498,27 @@ fn rfc5424_edge_cases() {
 }
 
 #[test]
+fn the_calendar_arithmetic_agrees_with_jiff() {
+    // Every day of 1600..2400 (leap rules of 100 and 400 included) and
+    // every offset form, against jiff's conversion.
+    let mut date = jiff::civil::date(1700, 1, 1);
+    let end = jiff::civil::date(2260, 12, 31);
+    while date <= end {
+        let text = format!("{date}T13:45:07.5+05:30");
+        let want = text.parse::<Timestamp>().unwrap().as_nanosecond() as i64;
+        assert_eq!(rfc3339(text.as_bytes()), Some(want), "{text}");
+        date = date.tomorrow().unwrap();
+    }
+    for bad in ["2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2023-04-31T00:00:00Z"] {
+        assert_eq!(rfc3339(bad.as_bytes()), None, "{bad}");
+    }
+    assert!(rfc3339(b"2000-02-29T00:00:00Z").is_some());
+    // Outside what i64 nanoseconds hold (1677..2262): no timestamp.
+    assert_eq!(rfc3339(b"1500-01-01T00:00:00Z"), None);
+    assert_eq!(rfc3339(b"2300-01-01T00:00:00Z"), None);
+}
+
+#[test]
 fn rfc3339_timestamps() {
     assert_eq!(
         rfc3339(b"2003-10-11T22:14:15.003Z"),
