@@ -479,7 +479,7 @@ fn receive_error(e: io::Error, state: &ListenerState, context: &Context) -> io::
 /// sleeping in `poll(2)` on the socket is woken by the sender directly.
 /// Measured with `sysload unix` (1M messages, interleaved runs): 460-510k
 /// messages/s as a task, 730-760k/s on a thread, the same as a C receiver
-/// that stores nothing (`benches/floor/dgram_sink.c`): the sender is the
+/// that stores nothing (`benches/floor/syslog_sink.c`): the sender is the
 /// limit. The thread also sleeps on a pipe written at shutdown, so an idle
 /// listener costs no CPU.
 ///
