@@ -148,11 +148,7 @@ pub fn recv_batch_from(
                 (None, None) => None,
             }
         });
-        out.push((
-            msg.bytes,
-            msg.flags.contains(MsgFlags::MSG_TRUNC),
-            peer,
-        ));
+        out.push((msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC), peer));
     }
     Ok(())
 }

@@ -511,7 +511,11 @@ where
             thread.await
         }
     }
-    .unwrap_or_else(|e| Err(io::Error::other(format!("the receiving thread failed: {e}"))))
+    .unwrap_or_else(|e| {
+        Err(io::Error::other(format!(
+            "the receiving thread failed: {e}"
+        )))
+    })
 }
 
 /// A datagram listener's thread: batches while the queue has datagrams,
@@ -529,7 +533,10 @@ fn receive_datagrams<S: std::os::fd::AsFd>(
 
     let pipeline = &context.pipeline;
     let mut ingest = Ingest::new(pipeline.clone());
-    let mut next_report = state.limiter.as_ref().map(|_| Instant::now() + REPORT_EVERY);
+    let mut next_report = state
+        .limiter
+        .as_ref()
+        .map(|_| Instant::now() + REPORT_EVERY);
     while !context.shutdown.is_cancelled() {
         if let Some(at) = next_report.as_mut() {
             if Instant::now() >= *at {

@@ -509,7 +509,11 @@ fn the_calendar_arithmetic_agrees_with_jiff() {
         assert_eq!(rfc3339(text.as_bytes()), Some(want), "{text}");
         date = date.tomorrow().unwrap();
     }
-    for bad in ["2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2023-04-31T00:00:00Z"] {
+    for bad in [
+        "2023-02-29T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2023-04-31T00:00:00Z",
+    ] {
         assert_eq!(rfc3339(bad.as_bytes()), None, "{bad}");
     }
     assert!(rfc3339(b"2000-02-29T00:00:00Z").is_some());
