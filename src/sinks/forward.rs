@@ -30,7 +30,7 @@ use super::cloudwatch::{
     CloudWatchTarget, CredentialSource, CwBatchConfig, CwBatcher, NameKind, NameTemplate,
 };
 use super::http::{HttpClient, HttpOptions};
-use super::loki::sink::LokiShipper;
+use super::loki::sink::{LokiShipper, DEFAULT_IN_FLIGHT};
 use super::loki::{LabelRules, LokiAuth, LokiBatchConfig, LokiBatcher, LokiEncoding, LokiTarget};
 use super::syslog::sink::{SyslogClient, SyslogShipper};
 use super::syslog::{
@@ -103,6 +103,9 @@ pub struct ForwardTable {
     /// Origin labels never sent as stream labels.
     #[serde(default)]
     pub exclude_labels: Vec<String>,
+    /// Pushes sent at once (default 1, which keeps streams in order; more
+    /// for a Loki that takes entries out of order, for throughput).
+    pub in_flight: Option<usize>,
     pub ca_file: Option<PathBuf>,
 
     // Syslog.
@@ -264,6 +267,8 @@ fn build(
     };
     // Where it ships, for people (set by each kind below).
     let shown: String;
+    // Follower batches hold this many pushes' worth (Loki: its in-flight).
+    let mut read_scale = 1;
     let backend = match kind {
         "loki" => {
             let url = t.loki.as_deref().unwrap_or_default();
@@ -293,12 +298,20 @@ fn build(
                     ))
                 }
             };
-            // The batcher's caps are above the follower's, so that one
-            // follower batch is one push (a 413 lowers them).
+            // The batch caps are each push's (a 413 lowers them); the
+            // follower reads as many pushes' worth at once as may be in
+            // flight, so that the next push can be sent while Loki takes
+            // the one before.
+            let in_flight = match t.in_flight {
+                None => DEFAULT_IN_FLIGHT,
+                Some(0) => return Err("in-flight 0: at least one push must be sent".into()),
+                Some(n) => n,
+            };
+            read_scale = in_flight;
             let batcher = LokiBatcher::new(LokiBatchConfig {
                 encoding,
-                max_entries: usize::MAX,
-                max_bytes: usize::MAX,
+                max_entries,
+                max_bytes,
                 labels: LabelRules {
                     static_labels: t
                         .static_labels
@@ -311,7 +324,7 @@ fn build(
                 ..LokiBatchConfig::default()
             });
             let client = HttpClient::new(&http_options()).map_err(|e| e.to_string())?;
-            Backend::Loki(LokiShipper::new(client, target, batcher))
+            Backend::Loki(LokiShipper::new(client, target, batcher).with_in_flight(in_flight))
         }
         "syslog" => {
             let url = t.syslog.as_deref().unwrap_or_default();
@@ -384,8 +397,8 @@ fn build(
             start,
             cursor_file,
             filter,
-            max_entries,
-            max_bytes,
+            max_entries: max_entries.saturating_mul(read_scale),
+            max_bytes: max_bytes.saturating_mul(read_scale),
             max_delay,
         },
         backend,
@@ -527,7 +540,8 @@ mod tests {
             Some(Path::new("/var/lib/r/ring.forward/loki.cursor"))
         );
         assert_eq!(o.start, Start::Oldest);
-        assert_eq!(o.max_entries, DEFAULT_BATCH_ENTRIES);
+        // Follower batches hold the pushes that may be in flight at once.
+        assert_eq!(o.max_entries, DEFAULT_BATCH_ENTRIES * DEFAULT_IN_FLIGHT);
         assert_eq!(
             (s.kind(), s.target()),
             (

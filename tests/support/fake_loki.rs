@@ -16,7 +16,9 @@
 //! - per entry, like Loki's distributor: a line longer than
 //!   `max_line_bytes` or older than `reject_older_than`: ignored, listed in
 //!   a 400 in Loki's grouped text (`N errors like: ...; ...`);
-//! - per stream, like an ingester with ordered writes: an entry with the
+//! - per stream, like an ingester with ordered writes (or, with
+//!   [`LokiState::unordered`], like Loki's default since 2.4, which takes
+//!   older entries too): an entry with the
 //!   timestamp and line of one already stored in the stream is dropped
 //!   silently (Loki's de-duplication); an entry older than the newest of
 //!   the stream is ignored as `entry out of order` and listed in a 400 in
@@ -87,6 +89,9 @@ pub struct LokiState {
     pub max_line_bytes: usize,
     /// Entries older than this (ns) are refused as too old.
     pub reject_older_than: Option<u64>,
+    /// Takes entries older than the newest of their stream (Loki's
+    /// `unordered_writes`, its default since 2.4).
+    pub unordered: bool,
     /// While set, every push is answered 503 and nothing is stored (a
     /// backend that is down for as long as a test needs, independent of
     /// how often the forwarder retries).
@@ -370,8 +375,9 @@ async fn push(
                 st.duplicates += 1;
                 continue;
             }
+            let unordered = st.unordered;
             let stored = st.streams.entry(key.clone()).or_default();
-            if stored.last().is_some_and(|last| e.ts < last.ts) {
+            if !unordered && stored.last().is_some_and(|last| e.ts < last.ts) {
                 ignored.push((e.ts, "entry out of order"));
                 continue;
             }
