@@ -120,6 +120,16 @@ def ring_flags(lines):
     return ["--max-lines", str(lines + 100_000), "--max-bytes", f"{(lines + 100_000) * 160}"]
 
 
+def forward_args(tmp, url, tag):
+    """The sender's flags for one Loki forwarder to `url`, with the
+    `--in-flight` and `--batch-delay` of the command line."""
+    path = os.path.join(tmp, f"forward-{tag}.toml")
+    with open(path, "w") as f:
+        f.write(f'[[forward]]\nname = "loki"\nloki = "{url}"\n'
+                f'in-flight = {ARGS.in_flight}\nbatch-delay = "{ARGS.batch_delay}"\n')
+    return ["--config", path]
+
+
 def throughput(binary, tmp, n, rounds):
     plain, fwd_ingest, fwd_total, cpu_per_line = [], [], [], []
     for r in range(rounds):
@@ -128,7 +138,7 @@ def throughput(binary, tmp, n, rounds):
             receiver = Daemon(binary, tmp, f"recv-{r}-{mode}", ring_flags(n))
             extra = ring_flags(n)
             if mode == "forward":
-                extra += ["--forward", f"loki=http://127.0.0.1:{receiver.port}"]
+                extra += forward_args(tmp, f"http://127.0.0.1:{receiver.port}", f"{r}-{mode}")
             sender = Daemon(binary, tmp, f"send-{r}-{mode}", extra)
             base = stored(sender.port)
             cpu0 = cpu_seconds(sender.proc.pid)
@@ -160,6 +170,47 @@ def throughput(binary, tmp, n, rounds):
           f"{statistics.median(cpu_per_line):.2f} us per line (ingest + forwarding)")
 
 
+def paced(binary, tmp, rate, seconds, rounds):
+    """Ingest paced at `rate` lines/s for `seconds`, with and without the
+    forwarder, interleaved: whether the ingest still reaches its rate, and
+    how long after the last line is stored the receiver has every line."""
+    n = rate * seconds
+    ingest = {"plain": [], "forward": []}
+    behind, cpu_per_line = [], []
+    for r in range(rounds):
+        for mode in (["plain", "forward"] if r % 2 == 0 else ["forward", "plain"]):
+            receiver = Daemon(binary, tmp, f"precv-{r}-{mode}", ring_flags(n))
+            extra = ring_flags(n)
+            if mode == "forward":
+                extra += forward_args(tmp, f"http://127.0.0.1:{receiver.port}", f"p{r}-{mode}")
+            sender = Daemon(binary, tmp, f"psend-{r}-{mode}", extra)
+            base = stored(sender.port)
+            cpu0 = cpu_seconds(sender.proc.pid)
+            t0 = time.time()
+            gen = producer(binary, sender.log_sock, rate, seconds)
+            gen.wait()
+            t_ingest = wait_until("ingest", lambda: stored(sender.port) - base >= n) - t0
+            ingest[mode].append(t_ingest)
+            line = f"paced round {r} {mode}: {n} lines stored in {t_ingest:.3f} s " \
+                   f"({n / t_ingest / 1e6:.2f} M lines/s)"
+            if mode == "forward":
+                t_all = wait_until("forwarding", lambda: stored(receiver.port) >= n) - t0
+                behind.append(t_all - t_ingest)
+                cpu = cpu_seconds(sender.proc.pid) - cpu0
+                cpu_per_line.append(cpu * 1e6 / n)
+                line += f"; every line at the receiver {t_all - t_ingest:.3f} s later, " \
+                        f"sender CPU {cpu * 1e6 / n:.2f} us per line"
+            print(line, flush=True)
+            sender.stop()
+            receiver.stop()
+    mp, mf = statistics.median(ingest["plain"]), statistics.median(ingest["forward"])
+    print(f"paced at {rate / 1e6:.2f} M lines/s for {seconds} s, {rounds} paired rounds (medians): "
+          f"ingest {mp:.3f} s without forwarder, {mf:.3f} s with ({(mf / mp - 1) * 100:+.1f} %); "
+          f"the receiver had every line {statistics.median(behind):.3f} s after the last was "
+          f"stored; sender CPU {statistics.median(cpu_per_line):.2f} us per line "
+          f"(ingest + forwarding)")
+
+
 def producer(binary, sock, rate, seconds):
     """`ringtail run` of a paced generator: `rate` lines/s for `seconds`."""
     gen = (
@@ -181,7 +232,7 @@ def outage(binary, tmp, rate, seconds, after):
     total = rate * (seconds + after)
     port = free_port()
     sender = Daemon(binary, tmp, "outage-send",
-                    ring_flags(total) + ["--forward", f"loki=http://127.0.0.1:{port}"])
+                    ring_flags(total) + forward_args(tmp, f"http://127.0.0.1:{port}", "outage"))
     base = stored(sender.port)
     gen = producer(binary, sender.log_sock, rate, seconds + after)
     time.sleep(2)
@@ -227,10 +278,22 @@ def main():
     ap.add_argument("--after", type=int, default=30,
                     help="seconds of ingest after the backend returns")
     ap.add_argument("--skip-outage", action="store_true")
-    a = ap.parse_args()
+    ap.add_argument("--paced", type=int, default=0, metavar="RATE",
+                    help="also ingest paced at RATE lines/s for --paced-seconds, with and "
+                         "without the forwarder")
+    ap.add_argument("--paced-seconds", type=int, default=5)
+    ap.add_argument("--in-flight", type=int, default=1,
+                    help="the forwarder's in-flight (pushes on their way at once)")
+    ap.add_argument("--batch-delay", default="1s",
+                    help="the forwarder's batch-delay (how long a small batch waits for more; "
+                         "the last batch of a run waits this long)")
+    global ARGS
+    a = ARGS = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print(f"load: {open('/proc/loadavg').read().strip()}")
         throughput(a.ringtail, tmp, a.lines, a.rounds)
+        if a.paced:
+            paced(a.ringtail, tmp, a.paced, a.paced_seconds, a.rounds)
         if not a.skip_outage:
             outage(a.ringtail, tmp, a.rate, a.outage, a.after)
         print(f"load: {open('/proc/loadavg').read().strip()}")
