@@ -146,6 +146,70 @@ fn loki_retries_throttling_and_errors_and_counts_refusals() {
     d.stop();
 }
 
+/// `in-flight = 2` against a Loki that takes entries out of order (its
+/// default): through a 429 and a 500 every line arrives once, the
+/// forwarder counts every entry once, and its cursor moved push by push.
+#[test]
+fn loki_in_flight_two_ships_every_line_once_through_errors() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeLoki::start());
+    fake.state().unordered = true;
+    fake.script([
+        Scripted::Status {
+            status: 429,
+            retry_after: None,
+        },
+        Scripted::Status {
+            status: 500,
+            retry_after: None,
+        },
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[forward]]\nname = \"fast\"\nloki = \"{}\"\nsources = [\"app\"]\n\
+             in-flight = 2\nbatch-entries = 50\nbatch-delay = \"20ms\"\n",
+            fake.url
+        ),
+    );
+    let d = start(dir.path(), &cfg, &[]);
+    let want = lines("app", 0..2000);
+    d.log_lines(b"app", &want);
+    wait_for("the fake Loki to store 2000 lines", || {
+        loki_lines(&fake, "app").len() >= 2000
+    });
+    wait_for("the forwarder to count every line", || {
+        sink_stats(&d, "loki:fast")["delivered_entries_total"] == 2000
+    });
+    let mut got = loki_lines(&fake, "app");
+    got.sort();
+    assert_eq!(got, want, "once each");
+    assert_eq!(fake.state().duplicates, 0, "no answered push sent again");
+    let s = sink_stats(&d, "loki:fast");
+    assert_eq!(s["retries_total"], 2, "{s}");
+    assert_eq!(s["rejected_total"], 0, "{s}");
+    // At most 50 entries per push: 40 pushes at least, plus the 2 failed.
+    assert!(fake.state().received.len() >= 42);
+    d.stop();
+}
+
+#[test]
+fn in_flight_zero_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[forward]]\nloki = \"http://127.0.0.1:9\"\nin-flight = 0\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in-flight 0"), "{err}");
+}
+
 #[test]
 fn eviction_while_loki_is_down_is_counted_exactly_and_reported_once() {
     let rt = runtime();

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use fake_loki::{FakeLoki, Scripted};
 use ringtail::entry::{EntryRef, Flags, Origin, Stream};
-use ringtail::sinks::backoff::{Backoff, BackoffPolicy};
 use ringtail::ring::Read;
+use ringtail::sinks::backoff::{Backoff, BackoffPolicy};
 use ringtail::sinks::http::{HttpClient, HttpOptions};
 use ringtail::sinks::loki::sink::LokiShipper;
-use ringtail::sinks::SinkError;
 use ringtail::sinks::loki::{
     self, Admit, LokiBatch, LokiBatchConfig, LokiBatcher, LokiEncoding, LokiReason, LokiTarget,
     PushOutcome, RejectCounts, RetryCause,
 };
+use ringtail::sinks::SinkError;
 
 /// What a forwarder loop saw for one batch.
 #[derive(Debug, Default)]
@@ -442,7 +442,11 @@ async fn pushes_in_flight_deliver_every_entry_once_through_errors() {
     // with the part up to its oldest push.
     assert!(calls >= 20, "{calls} calls");
     assert_eq!(fake.stored_count(), 2000);
-    assert_eq!(fake.state().duplicates, 0, "no push sent again once answered");
+    assert_eq!(
+        fake.state().duplicates,
+        0,
+        "no push sent again once answered"
+    );
     assert_eq!(fake.state().received.len(), 20 + 3);
     for (o, origin) in origins.iter().enumerate() {
         let mut got = fake.lines(&stream_labels(origin));
@@ -491,6 +495,11 @@ async fn one_push_in_flight_keeps_streams_in_order_for_an_ordered_loki() {
             .filter(|(_, oi, _)| *oi == o)
             .map(|(_, _, m)| String::from_utf8(m.clone()).unwrap())
             .collect();
-        assert_eq!(fake.lines(&stream_labels(origin)), want, "stream of {}", origin.source);
+        assert_eq!(
+            fake.lines(&stream_labels(origin)),
+            want,
+            "stream of {}",
+            origin.source
+        );
     }
 }

@@ -157,7 +157,11 @@ impl LokiShipper {
         let Some(first) = entries.first() else {
             return Ok(Delivered::default());
         };
-        if self.queue.front().is_some_and(|q| q.batch.first_seq != first.seq) {
+        if self
+            .queue
+            .front()
+            .is_some_and(|q| q.batch.first_seq != first.seq)
+        {
             // The ring evicted the queued pushes' first entries (the
             // follower counts them as evicted): start again from here.
             self.drop_queue();
@@ -265,9 +269,9 @@ impl LokiShipper {
             if q.sending.is_none() {
                 let (client, target, batch) =
                     (self.client.clone(), self.target.clone(), q.batch.clone());
-                q.sending = Some(tokio::spawn(async move {
-                    push(&client, &target, &batch).await
-                }));
+                q.sending = Some(tokio::spawn(
+                    async move { push(&client, &target, &batch).await },
+                ));
             }
         }
     }
