@@ -132,7 +132,13 @@ impl LokiShipper {
             for item in batch.iter() {
                 if let Read::Entry(e) = item {
                     if e.seq < next_seq && e.time == t {
-                        let _ = self.batcher.push(&e);
+                        // The batch caps are a push's: a full batch is
+                        // finished and the entry pushed again, as when
+                        // sending (the shifts carry over).
+                        if self.batcher.push(&e) == Admit::Full {
+                            let _ = self.batcher.finish();
+                            let _ = self.batcher.push(&e);
+                        }
                     }
                 }
             }
