@@ -40,6 +40,7 @@ pub mod loki_push;
 pub mod pace;
 pub mod pipeline;
 pub mod syslog;
+pub mod thread;
 
 pub use pipeline::Pipeline;
 

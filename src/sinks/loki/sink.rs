@@ -169,8 +169,9 @@ impl LokiShipper {
             .is_some_and(|q| q.batch.first_seq != first.seq)
         {
             // The ring evicted the queued pushes' first entries (the
-            // follower counts them as evicted): start again from here.
-            self.drop_queue();
+            // follower counts them as evicted): start again from here
+            // (pushes in flight finish on their own).
+            self.queue.clear();
         }
         let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
         loop {
@@ -204,7 +205,7 @@ impl LokiShipper {
                         let cap = self.batcher.config().max_bytes.min(smaller);
                         self.batcher.set_max_bytes(cap);
                         // The pushes behind it were built as large.
-                        self.drop_queue();
+                        self.queue.clear();
                         continue;
                     }
                     *rejected.entry("request_too_large".into()).or_default() += batch.lines;
@@ -280,11 +281,6 @@ impl LokiShipper {
                 ));
             }
         }
-    }
-
-    /// Forgets the queued pushes (those in flight finish on their own).
-    fn drop_queue(&mut self) {
-        self.queue.clear();
     }
 }
 

@@ -128,23 +128,13 @@ impl Source for Kmsg {
                 .metadata()
                 .is_ok_and(|m| m.file_type().is_char_device());
             let result = if device {
-                let (stop_rx, mut stop_tx) = std::io::pipe()?;
-                let thread = tokio::task::spawn_blocking(move || {
+                crate::sources::thread::run(&context.shutdown, move |stop| {
                     let mut buf = vec![0u8; READ_BUF];
-                    let r = reader.run_device(file, &mut buf, stop_rx);
+                    let r = reader.run_device(file, &mut buf, stop);
                     reader.flush();
                     r
-                });
-                tokio::pin!(thread);
-                tokio::select! {
-                    r = &mut thread => r,
-                    _ = context.shutdown.cancelled() => {
-                        use std::io::Write;
-                        let _ = stop_tx.write_all(b"x");
-                        thread.await
-                    }
-                }
-                .unwrap_or_else(|e| Err(io::Error::other(format!("the reader thread failed: {e}"))))
+                })
+                .await
             } else {
                 let r = reader.run(file, &self.path, &context).await;
                 reader.flush();
@@ -380,31 +370,20 @@ impl Reader {
         Ok(())
     }
 
-    /// Reads a character device on a thread of its own: `/dev/kmsg`
-    /// wakes `poll(2)` when a record arrives, and tokio's own readiness
-    /// for a plain fd needs `unsafe` (its safe constructor is deprecated as
-    /// unsound). The thread sleeps in `poll` on the device and on a pipe
-    /// that the async side writes to at shutdown, so an idle kernel log
-    /// costs no CPU.
+    /// Reads a character device on a thread of its own
+    /// ([`crate::sources::thread`]): `/dev/kmsg` wakes `poll(2)` when a
+    /// record arrives, and tokio's own readiness for a plain fd needs
+    /// `unsafe` (its safe constructor is deprecated as unsound).
     fn run_device(
         &mut self,
         file: File,
         buf: &mut [u8],
-        stop: std::io::PipeReader,
+        stop: &crate::sources::thread::Stop,
     ) -> io::Result<()> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::poll::PollTimeout;
         use std::os::fd::AsFd;
         loop {
-            let mut fds = [
-                PollFd::new(file.as_fd(), PollFlags::POLLIN),
-                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            if fds[1].any().unwrap_or(false) {
+            if stop.wait(file.as_fd(), PollTimeout::NONE)? {
                 return Ok(());
             }
             self.read_clocks();

@@ -480,8 +480,8 @@ fn receive_error(e: io::Error, state: &ListenerState, context: &Context) -> io::
 /// Measured with `sysload unix` (1M messages, interleaved runs): 460-510k
 /// messages/s as a task, 730-760k/s on a thread, the same as a C receiver
 /// that stores nothing (`benches/floor/syslog_sink.c`): the sender is the
-/// limit. The thread also sleeps on a pipe written at shutdown, so an idle
-/// listener costs no CPU.
+/// limit. The thread ([`crate::sources::thread`]) also wakes at shutdown,
+/// so an idle listener costs no CPU.
 ///
 /// `receive` takes one batch of datagrams from the socket into the
 /// ingest, or says the queue is empty.
@@ -495,27 +495,12 @@ where
     S: std::os::fd::AsFd + Send + 'static,
     F: FnMut(&S, &ListenerState, &mut Ingest) -> io::Result<()> + Send + 'static,
 {
-    let (stop_rx, mut stop_tx) = std::io::pipe()?;
-    let thread = {
-        let context = context.clone();
-        tokio::task::spawn_blocking(move || {
-            receive_datagrams(&socket, &state, &context, &stop_rx, receive)
-        })
-    };
-    tokio::pin!(thread);
-    tokio::select! {
-        r = &mut thread => r,
-        _ = context.shutdown.cancelled() => {
-            use std::io::Write;
-            let _ = stop_tx.write_all(b"x");
-            thread.await
-        }
-    }
-    .unwrap_or_else(|e| {
-        Err(io::Error::other(format!(
-            "the receiving thread failed: {e}"
-        )))
+    let context = context.clone();
+    let shutdown = context.shutdown.clone();
+    crate::sources::thread::run(&shutdown, move |stop| {
+        receive_datagrams(&socket, &state, &context, stop, receive)
     })
+    .await
 }
 
 /// A datagram listener's thread: batches while the queue has datagrams,
@@ -525,11 +510,10 @@ fn receive_datagrams<S: std::os::fd::AsFd>(
     socket: &S,
     state: &ListenerState,
     context: &Context,
-    stop: &std::io::PipeReader,
+    stop: &crate::sources::thread::Stop,
     mut receive: impl FnMut(&S, &ListenerState, &mut Ingest) -> io::Result<()>,
 ) -> io::Result<()> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
+    use nix::poll::PollTimeout;
 
     let pipeline = &context.pipeline;
     let mut ingest = Ingest::new(pipeline.clone());
@@ -558,13 +542,8 @@ fn receive_datagrams<S: std::os::fd::AsFd>(
                         .unwrap_or(PollTimeout::MAX),
                     None => PollTimeout::NONE,
                 };
-                let mut fds = [
-                    PollFd::new(socket.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-                ];
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
+                if stop.wait(socket.as_fd(), timeout)? {
+                    break;
                 }
             }
         }
