@@ -130,38 +130,54 @@ def forward_args(tmp, url, tag):
     return ["--config", path]
 
 
-def throughput(binary, tmp, n, rounds):
-    plain, fwd_ingest, fwd_total, cpu_per_line = [], [], [], []
+def paired_runs(binary, tmp, n, rounds, tag, ingest):
+    """Per round, a run without and a run with the forwarder, in
+    alternating order: a receiver, a sender (forwarding to it or not), and
+    `ingest(sender)` writing `n` lines. Yields (round, mode, seconds until
+    the sender stored them, seconds until the receiver had them or None,
+    sender CPU seconds)."""
     for r in range(rounds):
-        order = ["plain", "forward"] if r % 2 == 0 else ["forward", "plain"]
-        for mode in order:
-            receiver = Daemon(binary, tmp, f"recv-{r}-{mode}", ring_flags(n))
+        for mode in (["plain", "forward"] if r % 2 == 0 else ["forward", "plain"]):
+            receiver = Daemon(binary, tmp, f"{tag}recv-{r}-{mode}", ring_flags(n))
             extra = ring_flags(n)
             if mode == "forward":
-                extra += forward_args(tmp, f"http://127.0.0.1:{receiver.port}", f"{r}-{mode}")
-            sender = Daemon(binary, tmp, f"send-{r}-{mode}", extra)
+                extra += forward_args(tmp, f"http://127.0.0.1:{receiver.port}",
+                                      f"{tag}{r}-{mode}")
+            sender = Daemon(binary, tmp, f"{tag}send-{r}-{mode}", extra)
             base = stored(sender.port)
             cpu0 = cpu_seconds(sender.proc.pid)
             t0 = time.time()
-            subprocess.run([binary, "run", "--socket-log", sender.log_sock, "-n", "app", "--",
-                            "seq", "-f", "%090g", "1", str(n)],
-                           check=True, stdout=subprocess.DEVNULL)
+            ingest(sender)
             t_ingest = wait_until("ingest", lambda: stored(sender.port) - base >= n) - t0
+            t_all = None
             if mode == "forward":
                 t_all = wait_until("forwarding", lambda: stored(receiver.port) >= n) - t0
-                cpu = cpu_seconds(sender.proc.pid) - cpu0
-                fwd_ingest.append(t_ingest)
-                fwd_total.append(t_all)
-                cpu_per_line.append(cpu * 1e6 / n)
-                print(f"round {r}: with forwarder: ingest {t_ingest:.3f} s "
-                      f"({n / t_ingest / 1e6:.2f} M lines/s), all forwarded {t_all:.3f} s "
-                      f"({n / t_all / 1e6:.2f} M lines/s), sender CPU {cpu:.2f} s", flush=True)
-            else:
-                plain.append(t_ingest)
-                print(f"round {r}: without: ingest {t_ingest:.3f} s "
-                      f"({n / t_ingest / 1e6:.2f} M lines/s)", flush=True)
+            cpu = cpu_seconds(sender.proc.pid) - cpu0
             sender.stop()
             receiver.stop()
+            yield r, mode, t_ingest, t_all, cpu
+
+
+def throughput(binary, tmp, n, rounds):
+    plain, fwd_ingest, fwd_total, cpu_per_line = [], [], [], []
+
+    def flat_out(sender):
+        subprocess.run([binary, "run", "--socket-log", sender.log_sock, "-n", "app", "--",
+                        "seq", "-f", "%090g", "1", str(n)],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    for r, mode, t_ingest, t_all, cpu in paired_runs(binary, tmp, n, rounds, "", flat_out):
+        if mode == "forward":
+            fwd_ingest.append(t_ingest)
+            fwd_total.append(t_all)
+            cpu_per_line.append(cpu * 1e6 / n)
+            print(f"round {r}: with forwarder: ingest {t_ingest:.3f} s "
+                  f"({n / t_ingest / 1e6:.2f} M lines/s), all forwarded {t_all:.3f} s "
+                  f"({n / t_all / 1e6:.2f} M lines/s), sender CPU {cpu:.2f} s", flush=True)
+        else:
+            plain.append(t_ingest)
+            print(f"round {r}: without: ingest {t_ingest:.3f} s "
+                  f"({n / t_ingest / 1e6:.2f} M lines/s)", flush=True)
     mp, mf, mt = statistics.median(plain), statistics.median(fwd_ingest), statistics.median(fwd_total)
     print(f"throughput, {n} lines, {rounds} paired rounds (medians): ingest without forwarder "
           f"{mp:.3f} s ({n / mp / 1e6:.2f} M/s), with {mf:.3f} s ({n / mf / 1e6:.2f} M/s): "
@@ -177,32 +193,20 @@ def paced(binary, tmp, rate, seconds, rounds):
     n = rate * seconds
     ingest = {"plain": [], "forward": []}
     behind, cpu_per_line = [], []
-    for r in range(rounds):
-        for mode in (["plain", "forward"] if r % 2 == 0 else ["forward", "plain"]):
-            receiver = Daemon(binary, tmp, f"precv-{r}-{mode}", ring_flags(n))
-            extra = ring_flags(n)
-            if mode == "forward":
-                extra += forward_args(tmp, f"http://127.0.0.1:{receiver.port}", f"p{r}-{mode}")
-            sender = Daemon(binary, tmp, f"psend-{r}-{mode}", extra)
-            base = stored(sender.port)
-            cpu0 = cpu_seconds(sender.proc.pid)
-            t0 = time.time()
-            gen = producer(binary, sender.log_sock, rate, seconds)
-            gen.wait()
-            t_ingest = wait_until("ingest", lambda: stored(sender.port) - base >= n) - t0
-            ingest[mode].append(t_ingest)
-            line = f"paced round {r} {mode}: {n} lines stored in {t_ingest:.3f} s " \
-                   f"({n / t_ingest / 1e6:.2f} M lines/s)"
-            if mode == "forward":
-                t_all = wait_until("forwarding", lambda: stored(receiver.port) >= n) - t0
-                behind.append(t_all - t_ingest)
-                cpu = cpu_seconds(sender.proc.pid) - cpu0
-                cpu_per_line.append(cpu * 1e6 / n)
-                line += f"; every line at the receiver {t_all - t_ingest:.3f} s later, " \
-                        f"sender CPU {cpu * 1e6 / n:.2f} us per line"
-            print(line, flush=True)
-            sender.stop()
-            receiver.stop()
+
+    def at_rate(sender):
+        producer(binary, sender.log_sock, rate, seconds).wait()
+
+    for r, mode, t_ingest, t_all, cpu in paired_runs(binary, tmp, n, rounds, "p", at_rate):
+        ingest[mode].append(t_ingest)
+        line = f"paced round {r} {mode}: {n} lines stored in {t_ingest:.3f} s " \
+               f"({n / t_ingest / 1e6:.2f} M lines/s)"
+        if mode == "forward":
+            behind.append(t_all - t_ingest)
+            cpu_per_line.append(cpu * 1e6 / n)
+            line += f"; every line at the receiver {t_all - t_ingest:.3f} s later, " \
+                    f"sender CPU {cpu * 1e6 / n:.2f} us per line"
+        print(line, flush=True)
     mp, mf = statistics.median(ingest["plain"]), statistics.median(ingest["forward"])
     print(f"paced at {rate / 1e6:.2f} M lines/s for {seconds} s, {rounds} paired rounds (medians): "
           f"ingest {mp:.3f} s without forwarder, {mf:.3f} s with ({(mf / mp - 1) * 100:+.1f} %); "

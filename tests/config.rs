@@ -5,28 +5,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::{bin, Daemon};
+use support::Daemon;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ringtail.toml")
 }
 
-/// `ringtail serve ARGS --check`: (exit code, stdout, stderr).
-fn check(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bin())
-        .arg("serve")
-        .args(args)
-        .arg("--check")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use support::serve_check as check;
 
 fn write(dir: &Path, text: &str) -> String {
     let path = dir.join("ringtail.toml");

@@ -96,10 +96,7 @@ fn loki_retries_throttling_and_errors_and_counts_refusals() {
             status: 429,
             retry_after: Some("1".into()),
         },
-        Scripted::Status {
-            status: 500,
-            retry_after: None,
-        },
+        Scripted::status(500),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
@@ -154,16 +151,7 @@ fn loki_in_flight_two_ships_every_line_once_through_errors() {
     let rt = runtime();
     let fake = rt.block_on(FakeLoki::start());
     fake.state().unordered = true;
-    fake.script([
-        Scripted::Status {
-            status: 429,
-            retry_after: None,
-        },
-        Scripted::Status {
-            status: 500,
-            retry_after: None,
-        },
-    ]);
+    fake.script([Scripted::status(429), Scripted::status(500)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -201,12 +189,8 @@ fn in_flight_zero_is_refused_with_the_key_named() {
         dir.path(),
         "[[forward]]\nloki = \"http://127.0.0.1:9\"\nin-flight = 0\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args(["serve", "--config", cfg.to_str().unwrap(), "--check"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = support::serve_check(&["--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
     assert!(err.contains("in-flight 0"), "{err}");
 }
 

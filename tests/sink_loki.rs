@@ -119,9 +119,7 @@ async fn every_entry_once_through_errors(encoding: LokiEncoding) {
         max_entries: 500,
         ..LokiBatchConfig::default()
     };
-    let all = batches(config, &origins, &list, |seq| {
-        1_700_000_000_000_000_000 + seq / 7
-    });
+    let all = batches(config, &origins, &list, shared_times);
     assert_eq!(all.len(), 6);
     let target = LokiTarget::new(&fake.url, Some("tenant-1"), None).unwrap();
     let client = client();
@@ -130,14 +128,8 @@ async fn every_entry_once_through_errors(encoding: LokiEncoding) {
             status: 429,
             retry_after: Some("7".into()),
         },
-        Scripted::Status {
-            status: 500,
-            retry_after: None,
-        },
-        Scripted::Status {
-            status: 503,
-            retry_after: None,
-        },
+        Scripted::status(500),
+        Scripted::status(503),
     ]);
     let mut retries = 0;
     for (i, batch) in all.iter().enumerate() {
@@ -173,21 +165,12 @@ async fn every_entry_once_through_errors(encoding: LokiEncoding) {
     drop(st);
     // Per stream: every line, in seq order.
     for (o, origin) in origins.iter().enumerate() {
-        let mut labels = vec![("source", origin.source.as_str()), ("stream", "stdout")];
-        labels.extend(origin.labels().iter().map(|(k, v)| {
-            let k = if k == "container.name" {
-                "container_name"
-            } else {
-                k.as_str()
-            };
-            (k, v.as_str())
-        }));
-        let want: Vec<String> = list
-            .iter()
-            .filter(|(_, oi, _)| *oi == o)
-            .map(|(_, _, m)| String::from_utf8(m.clone()).unwrap())
-            .collect();
-        assert_eq!(fake.lines(&labels), want, "stream of {}", origin.source);
+        assert_eq!(
+            fake.lines(&stream_labels(origin)),
+            lines_of(&list, o),
+            "stream of {}",
+            origin.source
+        );
     }
 }
 
@@ -404,6 +387,29 @@ fn stream_labels(origin: &Origin) -> Vec<(&str, &str)> {
     labels
 }
 
+/// The messages of origin `o` in `list`, in seq order.
+fn lines_of(list: &[(u64, usize, Vec<u8>)], o: usize) -> Vec<String> {
+    list.iter()
+        .filter(|(_, oi, _)| *oi == o)
+        .map(|(_, _, m)| String::from_utf8(m.clone()).unwrap())
+        .collect()
+}
+
+/// A shipper to `fake` with pushes of at most 100 entries.
+fn shipper(fake: &FakeLoki, in_flight: usize) -> LokiShipper {
+    let batcher = LokiBatcher::new(LokiBatchConfig {
+        max_entries: 100,
+        ..LokiBatchConfig::default()
+    });
+    let target = LokiTarget::new(&fake.url, None, None).unwrap();
+    LokiShipper::new(client(), target, batcher).with_in_flight(in_flight)
+}
+
+/// Seq `seq`'s time: seven entries share each nanosecond.
+fn shared_times(seq: u64) -> u64 {
+    1_700_000_000_000_000_000 + seq / 7
+}
+
 /// Two pushes in flight against a Loki that takes entries out of order
 /// (its default): through scripted 429s and 5xx every entry arrives once,
 /// none twice (a push answered while the one before it failed is not
@@ -414,28 +420,13 @@ async fn pushes_in_flight_deliver_every_entry_once_through_errors() {
     fake.state().unordered = true;
     let origins = origins();
     let list = entries(&origins, 2000);
-    let time = |seq: u64| 1_700_000_000_000_000_000 + seq / 7;
-    let batcher = LokiBatcher::new(LokiBatchConfig {
-        max_entries: 100,
-        ..LokiBatchConfig::default()
-    });
-    let target = LokiTarget::new(&fake.url, None, None).unwrap();
-    let mut shipper = LokiShipper::new(client(), target, batcher).with_in_flight(2);
+    let mut shipper = shipper(&fake, 2);
     fake.script([
-        Scripted::Status {
-            status: 429,
-            retry_after: None,
-        },
-        Scripted::Status {
-            status: 500,
-            retry_after: None,
-        },
-        Scripted::Status {
-            status: 503,
-            retry_after: None,
-        },
+        Scripted::status(429),
+        Scripted::status(500),
+        Scripted::status(503),
     ]);
-    let (retries, calls) = deliver_all(&mut shipper, &origins, &list, time).await;
+    let (retries, calls) = deliver_all(&mut shipper, &origins, &list, shared_times).await;
     // Each failed attempt is answered once, when its push is the oldest.
     assert_eq!(retries, 3);
     // One answer per push: 20 pushes, every call but the last answers
@@ -452,12 +443,7 @@ async fn pushes_in_flight_deliver_every_entry_once_through_errors() {
         let mut got = fake.lines(&stream_labels(origin));
         // Arrival order may differ between pushes; the set may not.
         got.sort_by_key(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap());
-        let want: Vec<String> = list
-            .iter()
-            .filter(|(_, oi, _)| *oi == o)
-            .map(|(_, _, m)| String::from_utf8(m.clone()).unwrap())
-            .collect();
-        assert_eq!(got, want, "stream of {}", origin.source);
+        assert_eq!(got, lines_of(&list, o), "stream of {}", origin.source);
     }
 }
 
@@ -468,36 +454,16 @@ async fn one_push_in_flight_keeps_streams_in_order_for_an_ordered_loki() {
     let fake = FakeLoki::start().await;
     let origins = origins();
     let list = entries(&origins, 2000);
-    let time = |seq: u64| 1_700_000_000_000_000_000 + seq / 7;
-    let batcher = LokiBatcher::new(LokiBatchConfig {
-        max_entries: 100,
-        ..LokiBatchConfig::default()
-    });
-    let target = LokiTarget::new(&fake.url, None, None).unwrap();
-    let mut shipper = LokiShipper::new(client(), target, batcher).with_in_flight(1);
-    fake.script([
-        Scripted::Status {
-            status: 429,
-            retry_after: None,
-        },
-        Scripted::Status {
-            status: 500,
-            retry_after: None,
-        },
-    ]);
-    let (retries, _) = deliver_all(&mut shipper, &origins, &list, time).await;
+    let mut shipper = shipper(&fake, 1);
+    fake.script([Scripted::status(429), Scripted::status(500)]);
+    let (retries, _) = deliver_all(&mut shipper, &origins, &list, shared_times).await;
     assert_eq!(retries, 2);
     assert_eq!(fake.stored_count(), 2000);
     assert_eq!(fake.state().duplicates, 0);
     for (o, origin) in origins.iter().enumerate() {
-        let want: Vec<String> = list
-            .iter()
-            .filter(|(_, oi, _)| *oi == o)
-            .map(|(_, _, m)| String::from_utf8(m.clone()).unwrap())
-            .collect();
         assert_eq!(
             fake.lines(&stream_labels(origin)),
-            want,
+            lines_of(&list, o),
             "stream of {}",
             origin.source
         );

@@ -743,12 +743,8 @@ fn syslog_tables_in_the_config_file() {
         "http = \"off\"\n[[syslog]]\nudp = \"127.0.0.1:1\"\ntcp = \"127.0.0.1:1\"\n",
     )
     .unwrap();
-    let o = Command::new(support::bin())
-        .args(["serve", "--config", conf.to_str().unwrap(), "--check"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (code, _, err) = support::serve_check(&["--config", conf.to_str().unwrap()]);
+    assert_ne!(code, 0);
     assert!(err.contains("exactly one of socket"), "{err}");
     assert!(err.contains("ringtail.toml"), "{err}");
 }

@@ -56,6 +56,16 @@ pub enum Scripted {
     },
 }
 
+impl Scripted {
+    /// This status, without `Retry-After`.
+    pub fn status(status: u16) -> Scripted {
+        Scripted::Status {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
 /// One stored entry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Stored {

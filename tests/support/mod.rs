@@ -57,6 +57,21 @@ pub fn bin() -> &'static str {
     })
 }
 
+/// `ringtail serve ARGS --check`: (exit code, stdout, stderr).
+pub fn serve_check(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .arg("--check")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// Every entry a ring holds now.
 pub fn entries(ring: &Ring) -> Vec<Entry> {
     let snap = ring.snapshot();
