@@ -270,16 +270,36 @@ impl LokiBatcher {
         })
     }
 
+    /// Lines of at most `max_line` bytes that `text` is sent as.
+    fn pieces(text: &str, max_line: usize) -> usize {
+        if text.len() <= max_line {
+            1
+        } else {
+            split_text(text, max_line).count()
+        }
+    }
+
+    /// Moves the memory of `e`'s stream on as [`push`](Self::push) would,
+    /// without adding `e` to a batch: how a restart rebuilds the shifts of
+    /// entries that were sent before it
+    /// ([`super::sink::LokiShipper::replay`]).
+    pub fn remember(&mut self, e: &EntryRef<'_>) {
+        let id = self.labels_of(e.origin, e.flags).id;
+        let pieces = Self::pieces(&message_text(e.msg), self.config.max_line_bytes.max(4));
+        let known = &mut self.streams_known[id];
+        let mut ts = ship_time(e);
+        for _ in 0..pieces {
+            ts = ts.max(known.last_ts.saturating_add(1));
+            known.last_ts = ts;
+        }
+    }
+
     /// Adds an entry (entries must come in seq order).
     pub fn push(&mut self, e: &EntryRef<'_>) -> Admit {
         let rendered = self.labels_of(e.origin, e.flags);
         let text = message_text(e.msg);
         let max_line = self.config.max_line_bytes.max(4);
-        let pieces = if text.len() <= max_line {
-            1
-        } else {
-            split_text(&text, max_line).count()
-        };
+        let pieces = Self::pieces(&text, max_line);
         let in_batch = self.streams_known[rendered.id].in_batch;
         let metadata_bytes: usize = rendered
             .metadata

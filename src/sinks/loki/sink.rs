@@ -96,8 +96,8 @@ impl LokiShipper {
     /// `next_seq`, after a restart: the entries of the ring before
     /// `next_seq` that share the last one's receive time (the batcher
     /// shifts such entries by a nanosecond each, so that Loki does not take
-    /// two identical lines for one) are run through the batcher and the
-    /// batch dropped. A batch sent again after a restart then carries the
+    /// two identical lines for one) go into the batcher's memory
+    /// ([`LokiBatcher::remember`]), whatever its caps. A batch sent again after a restart then carries the
     /// timestamps it carried the first time (Loki drops it as a duplicate
     /// instead of storing it twice or refusing it as out of order), and
     /// the entries after it follow in order. At most [`REPLAY_MAX`]
@@ -125,20 +125,15 @@ impl LokiShipper {
             }
         }
         let Some(t) = last_time else { return };
-        // Pass 2: the entries with that time, in order, through the batcher.
+        // Pass 2: the entries with that time, in order, into the batcher's
+        // memory.
         let mut cursor = ring.cursor(from, filter);
         while cursor.position() < next_seq {
             let status = cursor.read(&mut batch, 1024);
             for item in batch.iter() {
                 if let Read::Entry(e) = item {
                     if e.seq < next_seq && e.time == t {
-                        // The batch caps are a push's: a full batch is
-                        // finished and the entry pushed again, as when
-                        // sending (the shifts carry over).
-                        if self.batcher.push(&e) == Admit::Full {
-                            let _ = self.batcher.finish();
-                            let _ = self.batcher.push(&e);
-                        }
+                        self.batcher.remember(&e);
                     }
                 }
             }
@@ -146,7 +141,6 @@ impl LokiShipper {
                 break;
             }
         }
-        let _ = self.batcher.finish();
     }
 
     /// Sends the entries of `items` Loki does not have yet, and answers
