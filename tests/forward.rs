@@ -124,6 +124,11 @@ fn loki_retries_throttling_and_errors_and_counts_refusals() {
         loki_lines(&fake, "app").len() >= 501
     });
     assert_eq!(loki_lines(&fake, "app"), want);
+    // The fake stores before it answers: the forwarder counts a moment
+    // later.
+    wait_for("the forwarder to count the answer", || {
+        sink_stats(&d, "loki:central")["state"] != "sending"
+    });
     let s = sink_stats(&d, "loki:central");
     assert_eq!(s["retries_total"], 2, "{s}");
     assert_eq!(s["rejected_by_reason"]["line_too_long"], 1, "{s}");
