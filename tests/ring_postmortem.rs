@@ -221,13 +221,33 @@ fn read_after_sigkill_matches_a_reopening_daemon_and_leaves_the_file_alone() {
     assert_eq!(v["geometry"]["lines"], 2048);
     assert_eq!(v["geometry"]["bytes"], 128 * 1024);
     assert_eq!(v["epoch"], 1);
-    let sources: Vec<&str> = v["sources"]
+    // Per source, what the kept entries add up to. Which writers those are
+    // is up to the scheduler: on a loaded machine one writer can fill the
+    // last lap of the ring alone.
+    let sources: Vec<(String, u64, u64)> = v["sources"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["origin"].as_str().unwrap())
+        .map(|s| {
+            (
+                s["origin"].as_str().unwrap().to_string(),
+                s["entries"].as_u64().unwrap(),
+                s["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(sources, ["writer-0", "writer-1", "writer-2"]);
+    let mut tally = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    for (_, source, msg) in &want {
+        let t = tally.entry(source).or_default();
+        t.0 += 1;
+        t.1 += msg.len() as u64;
+    }
+    let tally: Vec<(String, u64, u64)> = tally
+        .into_iter()
+        .map(|(k, (n, b))| (k.to_string(), n, b))
+        .collect();
+    assert_eq!(sources, tally);
+    assert!(sources.iter().all(|(k, ..)| k.starts_with("writer-")));
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
