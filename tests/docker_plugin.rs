@@ -337,6 +337,16 @@ impl Setup {
     }
 
     /// Waits (up to a minute) until `container` delivered `n` entries.
+    /// Waits (at most a minute) until the calls seen so far satisfy
+    /// `done`.
+    fn wait_calls(&self, what: &str, done: impl Fn(&[Seen]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.calls()) {
+            assert!(Instant::now() < deadline, "no {what} within a minute");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn wait_entries(&self, container: &str, n: usize) -> Vec<LogEntry> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -688,9 +698,31 @@ fn partials_and_docker_logs_as_dockerd_sends_them() {
         .to_string();
     s.run(&["wait", &stopped]);
     assert_eq!(s.wait_entries(&stopped, 1).len(), 1);
+    // dockerd stops a container's logging after `docker wait` may have
+    // returned, and ends a read's FIFO after `docker logs` may have: wait
+    // for each StopLogging, or the calls of one would be counted in the
+    // other.
+    let stopped_fifo = s
+        .calls()
+        .iter()
+        .find_map(|c| match c {
+            Seen::Start { file, container } if *container == stopped => Some(file.clone()),
+            _ => None,
+        })
+        .expect("StartLogging came for the container");
+    s.wait_calls("the container's StopLogging", |calls| {
+        calls
+            .iter()
+            .any(|c| matches!(c, Seen::Stop { file } if *file == stopped_fifo))
+    });
     let before = s.calls().len();
     let paths_before = s.paths().len();
     assert_eq!(s.run(&["logs", &stopped]), "x\n");
+    s.wait_calls("the read's StopLogging", |calls| {
+        calls[before..]
+            .iter()
+            .any(|c| matches!(c, Seen::Stop { .. }))
+    });
     let calls = s.calls()[before..].to_vec();
     note(&format!(
         "docker logs of a stopped container: {:?}\n{calls:#?}",
