@@ -18,8 +18,11 @@
 //!   is read in batches of up to a millisecond's worth; meanwhile the
 //!   frames wait in the pipe, which is enlarged to [`PIPE_LEN`] so that a
 //!   container would have to write faster than about 500 MB/s to fill it.
-//!   A lone line is read at once (its wait comes after it); a line that
-//!   follows within the millisecond waits at most that long.
+//!   During that wait the FIFO is out of the reactor's epoll set, since
+//!   Linux wakes a polled pipe's waiters on every write: registered, each
+//!   of dockerd's writes would wake a worker thread for nothing. A lone
+//!   line is read at once (its wait comes after it); a line that follows
+//!   within the millisecond waits at most that long.
 //! - **Frames are decoded, not guessed**: each entry keeps the container's
 //!   `time_nano` as its source time ([`SourceTime::Kept`]); oversized and
 //!   garbage frames are skipped in sync, counted, and reported through the
@@ -37,6 +40,7 @@
 //!   where dockerd (which holds the FIFO open read-write) keeps it.
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,13 +78,14 @@ pub fn enlarge_pipe(rx: &pipe::Receiver) -> Option<usize> {
 
 /// One `read(2)` of the FIFO, whatever tokio has seen of its readiness.
 ///
-/// `try_read` answers `WouldBlock` without a system call while the
-/// reactor has not yet delivered the FIFO's readiness, which under load
-/// can lag behind a write by milliseconds; StopLogging's drain must see
-/// everything dockerd wrote before the call, so it asks the kernel.
-fn read_now(rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    nix::unistd::read(rx.as_raw_fd(), buf).map_err(io::Error::from)
+/// The reader asks the kernel, not the reactor: the FIFO is out of the
+/// reactor most of the time (see [`FifoReader::run`]), and a registered
+/// one's `try_read` answers `WouldBlock` without a system call while the
+/// reactor has not yet delivered its readiness, which under load can lag
+/// behind a write by milliseconds; StopLogging's drain must see
+/// everything dockerd wrote before the call.
+fn read_now(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    nix::unistd::read(fd.as_raw_fd(), buf).map_err(io::Error::from)
 }
 
 /// Full reads in a row before a reader lets the others have a turn.
@@ -227,62 +232,82 @@ impl FifoReader {
         stop: CancellationToken,
         shutdown: CancellationToken,
     ) -> End {
+        let fd = match rx.into_nonblocking_fd() {
+            Ok(fd) => fd,
+            Err(e) => return End::Failed(e),
+        };
+        match self.read_until_told(fd, &stop, &shutdown).await {
+            Ok(end) => end,
+            Err(e) => End::Failed(e),
+        }
+    }
+
+    /// The body of [`FifoReader::run`]. The FIFO is registered with the
+    /// reactor only while the reader waits for it to become readable: a
+    /// pipe that has ever been polled wakes its waiters on every write,
+    /// so a FIFO left registered through the [`GATHER`] wait would wake a
+    /// worker thread (and make dockerd pay for that wake-up) once per
+    /// line. Out of the reactor, the frames dockerd writes meanwhile just
+    /// land in the pipe.
+    async fn read_until_told(
+        &mut self,
+        mut fd: OwnedFd,
+        stop: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> io::Result<End> {
         let mut buf = vec![0u8; READ_LEN];
+        let mut full = 0;
         loop {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    return match self.drain(&rx, &mut buf) {
-                        Ok(()) => End::Stopped,
-                        Err(e) => End::Failed(e),
-                    };
-                }
-                _ = shutdown.cancelled() => {
-                    return match self.read_to_boundary(&rx, &mut buf).await {
-                        Ok(()) => End::Shutdown,
-                        Err(e) => End::Failed(e),
-                    };
-                }
-                ready = rx.readable() => {
-                    if let Err(e) = ready {
-                        return End::Failed(e);
-                    }
-                }
+            if stop.is_cancelled() {
+                self.drain(&fd, &mut buf)?;
+                return Ok(End::Stopped);
             }
-            let mut full = 0;
-            loop {
-                match rx.try_read(&mut buf) {
-                    Ok(0) => return End::Eof,
-                    Ok(n) => {
-                        self.take(&buf[..n]);
-                        if n < buf.len() {
-                            // The pipe is empty: let the next frames
-                            // gather (a stop or a shutdown ends the wait).
-                            tokio::select! {
-                                _ = tokio::time::sleep(GATHER) => {}
-                                _ = stop.cancelled() => {}
-                                _ = shutdown.cancelled() => {}
-                            }
-                            break;
-                        }
-                        full += 1;
-                        if full == READS_PER_TURN {
-                            tokio::task::yield_now().await;
-                            full = 0;
-                        }
+            if shutdown.is_cancelled() {
+                self.read_to_boundary(fd, &mut buf).await?;
+                return Ok(End::Shutdown);
+            }
+            match read_now(&fd, &mut buf) {
+                Ok(0) => return Ok(End::Eof),
+                Ok(n) if n == buf.len() => {
+                    self.take(&buf[..n]);
+                    full += 1;
+                    if full == READS_PER_TURN {
+                        tokio::task::yield_now().await;
+                        full = 0;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return End::Failed(e),
                 }
+                Ok(n) => {
+                    self.take(&buf[..n]);
+                    full = 0;
+                    // The pipe is empty: let the next frames gather (a
+                    // stop or a shutdown ends the wait).
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = stop.cancelled() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    full = 0;
+                    let waiting = pipe::Receiver::from_owned_fd_unchecked(fd)?;
+                    let ready = tokio::select! {
+                        ready = waiting.readable() => ready,
+                        _ = stop.cancelled() => Ok(()),
+                        _ = shutdown.cancelled() => Ok(()),
+                    };
+                    fd = waiting.into_nonblocking_fd()?;
+                    ready?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// Reads until the FIFO would block (or ends).
-    fn drain(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
+    fn drain(&mut self, fd: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
         loop {
-            match read_now(rx, buf) {
+            match read_now(fd, buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -295,13 +320,17 @@ impl FifoReader {
     /// Reads until the decoder is between frames, waiting a little for the
     /// rest of a frame that has begun; nothing more, so what is left stays
     /// in the pipe for the next start.
-    async fn read_to_boundary(&mut self, rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<()> {
+    async fn read_to_boundary(&mut self, fd: OwnedFd, buf: &mut [u8]) -> io::Result<()> {
         let deadline = tokio::time::Instant::now() + BOUNDARY_WAIT;
+        let rx = pipe::Receiver::from_owned_fd_unchecked(fd)?;
         while !self.decoder.at_frame_boundary() {
             // Read no further than this frame's end: the next frame is
             // left whole in the pipe.
             let want = self.decoder.bytes_to_boundary().clamp(1, buf.len());
-            match read_now(rx, &mut buf[..want]) {
+            // Through the reactor, so that a `WouldBlock` clears the
+            // readiness `readable` waits on (a bare `read(2)` would leave
+            // it set, and the wait would spin).
+            match rx.try_read(&mut buf[..want]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
