@@ -246,7 +246,12 @@ fn parse_ingester_text(body: &str) -> Vec<ReportedError> {
         };
         let rest = &line[at + "total ignored: ".len()..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let total: u64 = rest[..digits].parse().unwrap_or(0);
+        // More digits than a u64 holds is "very many", as in
+        // `split_count_prefix`: the batch's size caps it later.
+        let total: u64 = match digits {
+            0 => 0,
+            _ => rest[..digits].parse().unwrap_or(u64::MAX),
+        };
         let stream = rest
             .find(" for stream: ")
             .map(|i| rest[i + " for stream: ".len()..].trim().to_string());
@@ -285,7 +290,9 @@ pub struct RejectCounts(pub BTreeMap<LokiReason, u64>);
 
 impl RejectCounts {
     pub fn total(&self) -> u64 {
-        self.0.values().sum()
+        // Saturating: the counts are what an answer claims, and a garbled
+        // one can claim anything (they are capped to the batch after).
+        self.0.values().fold(0, |sum, n| sum.saturating_add(*n))
     }
 
     pub fn get(&self, reason: LokiReason) -> u64 {
@@ -294,7 +301,8 @@ impl RejectCounts {
 
     fn add(&mut self, reason: LokiReason, n: u64) {
         if n > 0 {
-            *self.0.entry(reason).or_default() += n;
+            let count = self.0.entry(reason).or_default();
+            *count = count.saturating_add(n);
         }
     }
 }
@@ -534,6 +542,26 @@ mod tests {
         assert_eq!(c.total(), 7);
         let c = count_rejections("18446744073709551616 errors like: x", &Shape(3, vec![]));
         assert_eq!(c.total(), 3);
+    }
+
+    /// Counts that add up past `u64::MAX` saturate and are capped to the
+    /// batch, whatever the text claims (the `loki_error_body` fuzz target
+    /// found the overflow: two totals of 17225866754152056606). Two totals
+    /// of 2^63 would wrap to 0 in a build without overflow checks, and the
+    /// refusals would be taken for not understood.
+    #[test]
+    fn claimed_counts_that_overflow_are_capped_not_wrapped() {
+        let group = "entry with timestamp 2024-01-01 00:00:00 +0000 UTC ignored, \
+                     reason: 'entry out of order',\n\
+                     user 'fake', total ignored: 9223372036854775808 out of 1 for stream: {a=\"b\"}\n";
+        let c = count_rejections(&group.repeat(2), &Shape(9, vec![]));
+        assert_eq!(c.get(LokiReason::OutOfOrder), 9);
+        // A total with more digits than a u64 holds is very many, not none.
+        let c = count_rejections(
+            "user 'fake', total ignored: 99999999999999999999999 out of 1 for stream: {a=\"b\"}",
+            &Shape(4, vec![]),
+        );
+        assert_eq!(c.get(LokiReason::Unknown), 4);
     }
 
     #[test]
