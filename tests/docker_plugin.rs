@@ -337,16 +337,6 @@ impl Setup {
     }
 
     /// Waits (up to a minute) until `container` delivered `n` entries.
-    /// Waits (at most a minute) until the calls seen so far satisfy
-    /// `done`.
-    fn wait_calls(&self, what: &str, done: impl Fn(&[Seen]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&self.calls()) {
-            assert!(Instant::now() < deadline, "no {what} within a minute");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn wait_entries(&self, container: &str, n: usize) -> Vec<LogEntry> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -710,16 +700,16 @@ fn partials_and_docker_logs_as_dockerd_sends_them() {
             _ => None,
         })
         .expect("StartLogging came for the container");
-    s.wait_calls("the container's StopLogging", |calls| {
-        calls
+    support::wait_for("the container's StopLogging", || {
+        s.calls()
             .iter()
             .any(|c| matches!(c, Seen::Stop { file } if *file == stopped_fifo))
     });
     let before = s.calls().len();
     let paths_before = s.paths().len();
     assert_eq!(s.run(&["logs", &stopped]), "x\n");
-    s.wait_calls("the read's StopLogging", |calls| {
-        calls[before..]
+    support::wait_for("the read's StopLogging", || {
+        s.calls()[before..]
             .iter()
             .any(|c| matches!(c, Seen::Stop { .. }))
     });

@@ -154,12 +154,20 @@ pub fn parse_error_body(body: &str) -> Vec<ReportedError> {
 
 /// `"N errors like: rest"` -> `(N, rest)`.
 fn split_count_prefix(segment: &str) -> Option<(u64, &str)> {
-    let digits = segment.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, rest) = leading_count(segment)?;
+    Some((n, rest.strip_prefix(" errors like: ")?))
+}
+
+/// The decimal count `text` starts with, and what follows it. A count
+/// with more digits than a u64 holds is "very many" (`u64::MAX`): what an
+/// answer claims is capped to the batch it answers later, never trusted.
+fn leading_count(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;
     }
-    let rest = segment[digits..].strip_prefix(" errors like: ")?;
-    Some((segment[..digits].parse().unwrap_or(u64::MAX), rest))
+    let n = text[..digits].parse().unwrap_or(u64::MAX);
+    Some((n, &text[digits..]))
 }
 
 /// The message texts of Loki's validation errors, as they start.
@@ -245,13 +253,7 @@ fn parse_ingester_text(body: &str) -> Vec<ReportedError> {
             continue;
         };
         let rest = &line[at + "total ignored: ".len()..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        // More digits than a u64 holds is "very many", as in
-        // `split_count_prefix`: the batch's size caps it later.
-        let total: u64 = match digits {
-            0 => 0,
-            _ => rest[..digits].parse().unwrap_or(u64::MAX),
-        };
+        let total = leading_count(rest).map_or(0, |(n, _)| n);
         let stream = rest
             .find(" for stream: ")
             .map(|i| rest[i + " for stream: ".len()..].trim().to_string());
